@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from dataverse_helpers import (
+
+from adp_identity.emulator.http import Claims, EmuRequest, Headers, InvalidToken
+from tests.emulator.dataverse_helpers import (
     ADMIN_APP,
     API,
     AUTHORITY,
@@ -22,8 +24,6 @@ from dataverse_helpers import (
     DataverseHarness,
     mint,
 )
-
-from adp_identity.emulator.http import Claims, EmuRequest, Headers, InvalidToken
 
 
 @pytest.fixture

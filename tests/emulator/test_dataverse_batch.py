@@ -4,7 +4,8 @@ are atomic, Content-ID / ``$n`` references, no GET inside a change set, at most 
 from __future__ import annotations
 
 import pytest
-from dataverse_helpers import (
+
+from tests.emulator.dataverse_helpers import (
     API,
     CLAIMS_APP,
     DEPLOYER,

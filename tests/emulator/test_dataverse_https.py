@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import requests
 from azure.identity import ClientSecretCredential
-from dataverse_helpers import Op, batch_body, parse_batch_reply
+
+from tests.emulator.dataverse_helpers import Op, batch_body, parse_batch_reply
 
 pytestmark = pytest.mark.emulator
 

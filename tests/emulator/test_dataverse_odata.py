@@ -7,7 +7,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from dataverse_helpers import API, DEPLOYER, ORIGIN, READER, DataverseHarness, q
+
+from tests.emulator.dataverse_helpers import API, DEPLOYER, ORIGIN, READER, DataverseHarness, q
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from dataverse_helpers import API, DEPLOYER, DISABLED_APP, ORIGIN, PAYMENTS, READER, DataverseHarness, q
+
+from tests.emulator.dataverse_helpers import API, DEPLOYER, DISABLED_APP, ORIGIN, PAYMENTS, READER, DataverseHarness, q
 
 
 @pytest.fixture

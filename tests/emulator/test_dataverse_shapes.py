@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dataverse_helpers import DEPLOYER, DataverseHarness
+
+from tests.emulator.dataverse_helpers import DEPLOYER, DataverseHarness
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded-dataverse"
 ROLES_EXPAND = "systemuserroles_association($select=roleid,name,ismanaged,_businessunitid_value)"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from dataverse_helpers import DEPLOYER, DISABLED_APP, PAYMENTS, READER, DataverseHarness, tenant_seed
 
 from adp_identity.emulator.dataverse import DataverseEnvironment, WebApiError
 from adp_identity.emulator.seed_model import BusinessUnitSeed, EnvironmentSeed, RoleSeed
+from tests.emulator.dataverse_helpers import DEPLOYER, DISABLED_APP, PAYMENTS, READER, DataverseHarness, tenant_seed
 
 
 def test_from_seed_builds_units_roles_and_users() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from dataverse_helpers import (
+
+from tests.emulator.dataverse_helpers import (
+    ADMIN_APP,
     API,
     CLAIMS_APP,
     DEPLOYER,
@@ -356,3 +358,17 @@ def test_state_api_sees_what_the_web_api_did_and_vice_versa(dv: DataverseHarness
     dv.state.associate(user.id, dv.state.role_id("Basic User"))
     reply = dv.call("GET", f"systemusers({user.id})/systemuserroles_association?$select=roleid,name")
     assert [r["name"] for r in reply.json["value"]] == ["Basic User"]
+
+
+def test_only_a_disabled_user_can_be_deleted_and_is_then_gone(dv: DataverseHarness) -> None:
+    user_id = dv.user_id(READER)
+    # the least-privilege deploying role cannot delete users at all: it lacks prvDeleteUser
+    denied = dv.call("DELETE", f"systemusers({user_id})")
+    assert denied.status == 403 and "prvDeleteUser" in denied.error["message"]
+    refused = dv.call("DELETE", f"systemusers({user_id})", app=ADMIN_APP)
+    assert refused.status == 400 and "disabled" in refused.error["message"]
+    assert dv.state.user(user_id) is not None
+    assert dv.call("PATCH", f"systemusers({user_id})", {"isdisabled": True}).status == 204
+    assert dv.call("DELETE", f"systemusers({user_id})", app=ADMIN_APP).status == 204
+    gone = dv.call("GET", f"systemusers({user_id})?$select=systemuserid")
+    assert gone.status == 404 and gone.error["code"] == "0x80040217"

@@ -52,6 +52,7 @@ CATALOG: dict[str, Privilege] = {
         _privilege("prvCreateUser", "systemuser"),
         _privilege("prvReadUser", "systemuser"),
         _privilege("prvWriteUser", "systemuser"),
+        _privilege("prvDeleteUser", "systemuser"),
         _privilege("prvAppendUser", "systemuser"),
         _privilege("prvAppendToUser", "systemuser"),
         _privilege("prvReadBusinessUnit", "businessunit"),
@@ -65,6 +66,7 @@ CATALOG: dict[str, Privilege] = {
 READ_USER = "prvReadUser"
 CREATE_USER = "prvCreateUser"
 WRITE_USER = "prvWriteUser"
+DELETE_USER = "prvDeleteUser"
 READ_ROLE = "prvReadRole"
 ASSIGN_ROLE = "prvAssignRole"
 READ_BUSINESS_UNIT = "prvReadBusinessUnit"

@@ -197,6 +197,8 @@ class DataverseService:
                 return self._retrieve(req, caller, table, first)
             if method == "PATCH" and table is SYSTEMUSER:
                 return self._update_user(req, caller, first)
+            if method == "DELETE" and table is SYSTEMUSER:
+                return self._delete_user(caller, first)
             raise self._not_allowed(method)
         if first.key is None:
             raise errors.query_error(f"Bad Request - Error in query syntax: '{first.name}' needs a key here.")
@@ -508,6 +510,11 @@ class DataverseService:
             return self._representation(req, user, options, 201)
         url = self._entity_url(user.id)
         return EmuResponse.empty(204, {"OData-EntityId": url, "Location": url})
+
+    def _delete_user(self, caller: Caller, segment: Segment) -> EmuResponse:
+        self._require(caller, privileges.DELETE_USER)
+        self.state.delete_user(str(self._find(SYSTEMUSER, segment)["systemuserid"]))
+        return EmuResponse.empty(204)
 
     def _update_user(self, req: EmuRequest, caller: Caller, segment: Segment) -> EmuResponse:
         self._require(caller, privileges.WRITE_USER)

@@ -439,6 +439,21 @@ class DataverseEnvironment:
                 user.disabled = disabled
                 self._touch(user, by)
 
+    def delete_user(self, user_id: str) -> None:
+        """Delete an application user: only a disabled one can be deleted (admin/delete-users); the record is
+        soft-deleted with its roles stripped, and no longer served by the Web API (inferred: the soft-deleted row
+        is not returned by retrieve or list)."""
+        with self.lock:
+            user = self._user(user_id)
+            if not user.disabled:
+                raise errors.WebApiError(
+                    400,
+                    errors.INVALID_ARGUMENT,
+                    f"The user with SystemUserId={user.id} is enabled: only disabled users can be deleted.",
+                )
+            user.role_ids.clear()
+            del self._users[user.id]
+
     def move_business_unit(self, user_id: str, business_unit: str, *, by: str | None = None) -> None:
         """Move a user to another business unit (name or id); this REMOVES ALL of the user's roles.
 

@@ -1,0 +1,103 @@
+"""``adp-identity emulator``: run the local Entra ID + Dataverse Web API emulator in the foreground.
+
+It prints shell ``export`` lines (the deploying identity of each tenant, then the environments' URLs) so that
+another terminal can ``eval`` them and run the real tools against it, and writes the full description
+(every identity, its secret / certificate / federated token file) to ``--json-file`` for programs. It stops
+cleanly on Ctrl-C or SIGTERM. A seed the emulator cannot use is one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from adp_identity.emulator import DEFAULT_SEED, Emulator, SeedError, load_seed
+
+
+@click.command(name="emulator")
+@click.option(
+    "--seed",
+    "seed_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Seed YAML (tenants, applications, environments). Default: the packaged ADP-shaped seed.",
+)
+@click.option(
+    "--json-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the emulator's description (URLs, CA bundle, identities and their credentials) here.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where the CA, certificates and token files go (default: a temporary directory, removed on exit).",
+)
+@click.pass_context
+def command(ctx: click.Context, seed_path: Path | None, json_file: Path | None, state_dir: Path | None) -> None:
+    """Run the emulator on 127.0.0.1 until Ctrl-C / SIGTERM."""
+    try:
+        seed = load_seed(seed_path or DEFAULT_SEED)
+    except SeedError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(2)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    emulator = Emulator(seed, state_dir=state_dir)
+    try:
+        try:
+            emulator.start()
+            if json_file is not None:
+                emulator.write_info(json_file)
+        except OSError as exc:
+            click.echo(f"error: cannot start the emulator: {exc.strerror or exc}", err=True)
+            ctx.exit(1)
+        for line in export_lines(emulator, json_file):
+            click.echo(line)
+        click.echo(
+            f"emulator running on 127.0.0.1 ({len(emulator.info['environments'])} environments); Ctrl-C to stop",
+            err=True,
+        )
+        while not stop.wait(0.2):
+            pass
+    finally:
+        emulator.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("emulator stopped", err=True)
+
+
+def export_lines(emulator: Emulator, json_file: Path | None = None) -> list[str]:
+    """Shell lines: a comment and the AZURE_* variables per tenant, then one URL variable per environment."""
+    info = emulator.info
+    where = f"; details in {json_file}" if json_file is not None else ""
+    lines = [f"# adp-identity emulator: authority {info['authority_host']}, CA {info['ca_bundle']}{where}"]
+    for tenant in info["tenants"]:
+        identity = emulator.identity(tenant["name"])
+        if "federated_token_file" not in identity:
+            lines.append(
+                f"# tenant {tenant['name']} ({tenant['id']}): its deploying identity has no federated credential"
+            )
+            continue
+        lines.append(
+            f"# tenant {tenant['name']} ({tenant['id']}): deploying identity {identity['name']} "
+            "(workload identity federation)"
+        )
+        for name, value in emulator.credential_env(tenant["name"]).items():
+            lines.append(f"export {name}={shlex.quote(value)}")
+    lines.append("# Dataverse environments")
+    for env in info["environments"]:
+        variable = "DATAVERSE_URL_" + re.sub(r"[^A-Z0-9]+", "_", env["name"].upper())
+        lines.append(f"export {variable}={shlex.quote(env['url'])}  # tenant {env['tenant']}")
+    return lines

@@ -1,0 +1,138 @@
+"""An app registration that authenticates with Key Vault-held certificates, never with a client secret (ADR 4).
+
+For the few services a managed identity cannot serve. The certificate is created inside Key Vault by the
+``providers.keyvault`` dynamic resource, so its private key never passes through the pipeline or state; only
+each slot's public certificate is registered on the application, one ``ApplicationCertificate`` per slot
+(ADR 5: the newest version stays registered while the older slot is renewed). The service's own managed
+identity gets "Key Vault Secrets User" on the certificate's secret alone, so the workload reads its own
+certificate and nothing else. No ``password`` block and no ``ApplicationPassword`` exist in this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_azuread as azuread
+from pulumi_azure_native import authorization
+
+from infra import naming
+from infra.components._options import child_of, with_previous_names
+from providers.keyvault import KeyVaultCertificate, KeyVaultCertificateArgs
+
+TYPE_TOKEN = "adp-identity:identity:AppRegistration"
+SLOTS = ("a", "b")
+
+
+@dataclass
+class CertificateSettings:
+    """Where the certificate lives and how long each version is valid (at most 12 months, ADR 4)."""
+
+    vault_url: str
+    vault_id: str  # ARM id of the vault: the prefix of the secret scope
+    certificate_name: str
+    subject: str
+    validity_months: int = 12
+    renew_before_days: int = 30
+
+
+@dataclass
+class AppRegistrationArgs:
+    display_name: str
+    certificate: CertificateSettings
+    subscription_id: str
+    reader_principal_id: pulumi.Input[str]  # the service's managed identity, which reads the certificate
+    reader_principal_key: str  # a stable name of that identity (its ARM id), for the role assignment's GUID
+    owners: Sequence[pulumi.Input[str]] = ()
+
+
+def _slot_field(slot: pulumi.Output[Any], key: str) -> pulumi.Output[str]:
+    def pick(value: Any) -> str:
+        if not isinstance(value, Mapping) or not isinstance(value.get(key), str):
+            raise ValueError(f"the Key Vault certificate's slot has no {key!r}")
+        return str(value[key])
+
+    return slot.apply(pick)
+
+
+class AppRegistration(pulumi.ComponentResource):
+    """``adp-identity:identity:AppRegistration``: application, service principal, certificate, slot a/b, reader."""
+
+    client_id: pulumi.Output[str]
+    application_object_id: pulumi.Output[str]
+    service_principal_object_id: pulumi.Output[str]
+    certificate_version: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: AppRegistrationArgs,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        previous_names: Sequence[str] = (),
+    ) -> None:
+        super().__init__(TYPE_TOKEN, name, None, with_previous_names(opts, previous_names))
+        owners = list(args.owners) or None
+        application = azuread.Application(
+            f"{name}-application",
+            display_name=args.display_name,
+            owners=owners,
+            opts=child_of(self),
+        )
+        service_principal = azuread.ServicePrincipal(
+            f"{name}-sp",
+            client_id=application.client_id,
+            owners=owners,
+            opts=child_of(self),
+        )
+        settings = args.certificate
+        certificate = KeyVaultCertificate(
+            f"{name}-cert",
+            KeyVaultCertificateArgs(
+                vault_url=settings.vault_url,
+                certificate_name=settings.certificate_name,
+                subject=settings.subject,
+                validity_months=settings.validity_months,
+                renew_before_days=settings.renew_before_days,
+            ),
+            child_of(self),
+        )
+        slots = {"a": certificate.slot_a, "b": certificate.slot_b}
+        self.slot_certificates = [
+            azuread.ApplicationCertificate(
+                f"{name}-cert-slot-{slot}",
+                application_id=application.id,
+                type="AsymmetricX509Cert",
+                encoding="base64",
+                value=_slot_field(slots[slot], "cer"),
+                start_date=_slot_field(slots[slot], "not_before"),
+                end_date=_slot_field(slots[slot], "not_after"),
+                opts=child_of(self),
+            )
+            for slot in SLOTS
+        ]
+        scope = naming.key_vault_secret_scope(settings.vault_id, settings.certificate_name)
+        role = naming.role_definition_id(args.subscription_id, naming.KEY_VAULT_SECRETS_USER_ROLE)
+        authorization.RoleAssignment(
+            f"{name}-cert-reader",
+            role_assignment_name=naming.role_assignment_name(scope, role, args.reader_principal_key),
+            scope=scope,
+            role_definition_id=role,
+            principal_id=args.reader_principal_id,
+            principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+            opts=child_of(self, certificate),
+        )
+        self.client_id = application.client_id
+        self.application_object_id = application.object_id
+        self.service_principal_object_id = service_principal.object_id
+        self.certificate_version = certificate.current_version
+        self.register_outputs(
+            {
+                "client_id": self.client_id,
+                "application_object_id": self.application_object_id,
+                "service_principal_object_id": self.service_principal_object_id,
+                "certificate_version": self.certificate_version,
+            }
+        )

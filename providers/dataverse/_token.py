@@ -1,0 +1,159 @@
+"""Access tokens for Dataverse: one token request per (identity, scope) per process, shared by every thread.
+
+Why a process-wide cache: the Pulumi provider host serves up to four threads and the CLI may build several
+clients for one environment; each azure-identity credential caches tokens itself, but only per credential
+object, and ``DefaultAzureCredential`` objects built per client would each ask Entra ID again. Dataverse
+tokens live about an hour, so one token per identity and audience serves a whole deployment.
+
+The cache key is (identity, scope):
+
+* a credential handed in by the caller is its own identity (the key holds the object, so its id is never
+  reused while the entry lives);
+* the ``DefaultAzureCredential`` built here is identified by the variables that choose who it signs in as:
+  ``AZURE_TENANT_ID``, ``AZURE_CLIENT_ID``, ``AZURE_AUTHORITY_HOST`` and ``AZURE_TOKEN_CREDENTIALS``. Two
+  clients of the same environment under the same variables therefore share one token; a test (or a process)
+  that switches variables gets a fresh credential and token rather than someone else's.
+
+A token is reused until ``REFRESH_MARGIN`` (5 minutes) before it expires, then fetched again by exactly one
+thread while the others wait for it. Tokens are never logged, put in errors, or stored anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from providers.dataverse.errors import Unauthorized, one_line
+
+REFRESH_MARGIN = 300.0  # seconds before expiry at which a cached token is no longer handed out
+
+# Entra ID authority hosts of the Microsoft clouds (azure-identity's AzureAuthorityHosts and their aliases).
+# Any other host is a private authority (the emulator, ADFS): MSAL's instance discovery must be off for it.
+MICROSOFT_AUTHORITY_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoft.com",
+        "login.windows.net",
+        "sts.windows.net",
+        "login.microsoftonline.us",
+        "login.chinacloudapi.cn",
+        "login.partner.microsoftonline.cn",
+        "login.microsoftonline.de",
+    }
+)
+_IDENTITY_VARIABLES = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_AUTHORITY_HOST", "AZURE_TOKEN_CREDENTIALS")
+
+
+class AccessTokenLike(Protocol):
+    """``azure.core.credentials.AccessToken``: the bearer token and its expiry (epoch seconds)."""
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def expires_on(self) -> int: ...
+
+
+class TokenCredential(Protocol):
+    """What azure-identity credentials offer (``azure.core.credentials.TokenCredential``)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessTokenLike: ...
+
+
+@dataclass(frozen=True)
+class _Entry:
+    token: str
+    expires_on: float
+
+
+class TokenCache:
+    """Thread-safe cache of bearer tokens keyed by (identity, scope); see the module docstring for why."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[Hashable, _Entry] = {}
+        self._fetch_locks: dict[Hashable, threading.Lock] = {}
+
+    def token(self, key: Hashable, fetch: Callable[[], AccessTokenLike]) -> str:
+        """The cached token for ``key``, or the one ``fetch`` returns (called by one thread at a time per key)."""
+        with self._lock:
+            entry = self._fresh(key)
+            if entry is not None:
+                return entry.token
+            fetch_lock = self._fetch_locks.setdefault(key, threading.Lock())
+        with fetch_lock:
+            with self._lock:
+                entry = self._fresh(key)
+                if entry is not None:  # another thread fetched it while this one waited
+                    return entry.token
+            fetched = fetch()
+            with self._lock:
+                self._entries[key] = _Entry(fetched.token, float(fetched.expires_on))
+            return fetched.token
+
+    def invalidate(self, key: Hashable, token: str) -> None:
+        """Forget ``token`` (Dataverse refused it); a newer token another thread stored is kept."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.token == token:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def _fresh(self, key: Hashable) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is None or entry.expires_on - REFRESH_MARGIN <= self._clock():
+            return None
+        return entry
+
+
+TOKENS = TokenCache()  # the process-wide cache every DataverseClient uses
+
+_default_credentials: dict[tuple[str, ...], TokenCredential] = {}
+_default_credentials_lock = threading.Lock()
+
+
+def environment_identity() -> tuple[str, ...]:
+    """Who ``DefaultAzureCredential`` would sign in as, from the variables that decide it."""
+    return tuple(os.environ.get(name, "") for name in _IDENTITY_VARIABLES)
+
+
+def is_private_authority(authority_host: str) -> bool:
+    """True when ``AZURE_AUTHORITY_HOST`` names a host outside Microsoft's clouds (the emulator, say)."""
+    if not authority_host:
+        return False
+    host = urlsplit(authority_host if "//" in authority_host else f"https://{authority_host}").hostname or ""
+    return host.lower() not in MICROSOFT_AUTHORITY_HOSTS
+
+
+def default_credential() -> TokenCredential:
+    """The process's ``DefaultAzureCredential`` for the current ``AZURE_*`` variables, built on first use."""
+    identity = environment_identity()
+    with _default_credentials_lock:
+        credential = _default_credentials.get(identity)
+        if credential is None:
+            from azure.identity import DefaultAzureCredential  # imported lazily: only when a token is needed
+
+            kwargs: dict[str, Any] = {}
+            if is_private_authority(os.environ.get("AZURE_AUTHORITY_HOST", "")):
+                kwargs["disable_instance_discovery"] = True
+            credential = DefaultAzureCredential(**kwargs)
+            _default_credentials[identity] = credential
+        return credential
+
+
+def fetch_token(credential: TokenCredential, scope: str) -> AccessTokenLike:
+    """``credential.get_token(scope)``, with azure-identity's failures turned into a one-line Unauthorized."""
+    try:
+        return credential.get_token(scope)
+    except Exception as exc:  # azure.core's ClientAuthenticationError, CredentialUnavailableError, ...
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Unauthorized(f"could not get a token for {scope}: {one_line(first_line, 300)}") from None

@@ -1,0 +1,220 @@
+"""Typed errors of the Dataverse Web API client and of role / business-unit resolution.
+
+Every failure the client meets becomes one of these, so callers decide by type, never by parsing text::
+
+    DataverseError                  status, method, url, code, message (+ environment)
+    ├── Unauthorized                401: no, expired or refused token (after one token refresh)
+    ├── Forbidden                   403: the caller lacks a Dataverse privilege, is disabled, or is in another tenant
+    ├── NotFound                    404: the row (user, role, business unit) does not exist
+    ├── Duplicate                   412 0x80040237: a record with matching key values already exists
+    ├── Rejected                    any other 4xx the call did not accept (400 validation, 412 concurrency, ...)
+    ├── Throttled                   429 / 503 still answered when the retry budget was spent; names the environment
+    ├── ServerError                 5xx after the retries an idempotent call is allowed (none for a POST)
+    ├── ConnectionFailed            no usable response; ``maybe_committed`` says whether the request may have run
+    ├── UnexpectedResponse          a status or body the call does not know how to read
+    └── UnknownName                 a name that resolution could not find (raised before any write)
+        ├── UnknownSecurityRole     carries environment, business unit, the name and the closest role names
+        └── UnknownBusinessUnit     carries environment, the name and the closest business unit names
+
+``str(error)`` is always one line. Nothing here ever holds a token or an ``Authorization`` header: errors are
+built only from the method, the URL (which never carries credentials) and Dataverse's own error body.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+DUPLICATE_CODE = "0x80040237"  # "A record with matching key values already exists."
+
+_CONTROL = re.compile(r"[\s\x00-\x1f\x7f\u2028\u2029\x85]+")
+_MESSAGE_MAX = 400
+
+
+def one_line(text: str, limit: int = _MESSAGE_MAX) -> str:
+    """Collapse line breaks and control characters (server messages carry them) and cap the length."""
+    flat = _CONTROL.sub(" ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+class DataverseError(Exception):
+    """Base of every error of ``providers.dataverse``.
+
+    ``status`` is the HTTP status (None when there was no response), ``code`` Dataverse's hexadecimal error code
+    (``0x80040237``) when it sent one, ``message`` the server's (or our) explanation.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        code: str | None = None,
+        environment: str | None = None,
+    ) -> None:
+        self.message = one_line(message)
+        self.status = status
+        self.method = method
+        self.url = url
+        self.code = code
+        self.environment = environment
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.code:
+            text += f" [{self.code}]"
+        if self.method and self.url:
+            text += f" ({self.method} {self.url}"
+            text += f" -> {self.status})" if self.status is not None else ")"
+        return one_line(text, limit=2 * _MESSAGE_MAX)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class Unauthorized(DataverseError):
+    """401, or no token could be obtained for the environment."""
+
+
+class Forbidden(DataverseError):
+    """403: the caller is not an (enabled) user of the environment holding the needed privilege."""
+
+
+class NotFound(DataverseError):
+    """404: the row addressed does not exist."""
+
+
+class Duplicate(DataverseError):
+    """412 ``0x80040237``: creating or associating something that already exists."""
+
+
+class Rejected(DataverseError):
+    """A 4xx other than the ones above: the request was understood and refused."""
+
+
+class ServerError(DataverseError):
+    """A 5xx that retries (where allowed) did not get past."""
+
+
+class UnexpectedResponse(DataverseError):
+    """A status the call does not accept, or a body it cannot read."""
+
+
+class Throttled(DataverseError):
+    """Dataverse kept answering 429 / 503 beyond the retry budget (``max_retry_wait``)."""
+
+    def __init__(
+        self,
+        *,
+        environment: str,
+        status: int,
+        method: str,
+        url: str,
+        waited: float,
+        budget: float,
+        retry_after: float | None,
+        code: str | None = None,
+    ) -> None:
+        asked = f"; it asked for {retry_after:g} s more" if retry_after is not None else ""
+        what = "throttling requests" if status == 429 else "unavailable"
+        message = (
+            f"Dataverse environment {environment} kept {what} ({status}): gave up after waiting "
+            f"{waited:g} s of the {budget:g} s retry budget{asked}"
+        )
+        super().__init__(message, status=status, method=method, url=url, code=code, environment=environment)
+        self.waited = waited
+        self.budget = budget
+        self.retry_after = retry_after
+
+
+class ConnectionFailed(DataverseError):
+    """No usable response arrived.
+
+    ``maybe_committed`` is True when the request reached (or may have reached) Dataverse, which may have
+    processed it: the connection dropped after sending, the response was lost, or a gateway answered 502/504 to a
+    POST. The caller must re-read before deciding to resend a non-idempotent request.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        maybe_committed: bool,
+        status: int | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        environment: str | None = None,
+    ) -> None:
+        if maybe_committed:
+            message += "; the request may have been processed"
+        super().__init__(message, status=status, method=method, url=url, environment=environment)
+        self.maybe_committed = maybe_committed
+
+
+class UnknownName(DataverseError):
+    """A security role or business unit name that does not exist where it was looked up."""
+
+    kind = "name"
+
+    def __init__(self, *, environment: str, business_unit: str | None, name: str, closest: Sequence[str] = ()) -> None:
+        self.business_unit = business_unit
+        self.name = name
+        self.closest = tuple(closest)
+        super().__init__(self._describe(environment), environment=environment)
+
+    def _place(self, environment: str) -> str:
+        return f"environment {environment}"
+
+    def _describe(self, environment: str) -> str:
+        text = f"{self.kind} {self.name!r} does not exist in {self._place(environment)}"
+        if self.closest:
+            text += "; closest: " + ", ".join(repr(n) for n in self.closest)
+        else:
+            text += "; no similar names"
+        return text
+
+
+class UnknownSecurityRole(UnknownName):
+    """The role name has no copy in the business unit the user sits in (or is being moved to)."""
+
+    kind = "security role"
+
+    def _place(self, environment: str) -> str:
+        return f"business unit {self.business_unit!r} of environment {environment}"
+
+
+class UnknownBusinessUnit(UnknownName):
+    """No business unit of the environment has this name."""
+
+    kind = "business unit"
+
+
+def error_for_status(
+    status: int,
+    *,
+    code: str | None,
+    message: str,
+    method: str,
+    url: str,
+    environment: str,
+) -> DataverseError:
+    """The typed error for a status the call did not accept (429/503 retries are decided by the caller)."""
+    kind: type[DataverseError]
+    if status == 401:
+        kind = Unauthorized
+    elif status == 403:
+        kind = Forbidden
+    elif status == 404:
+        kind = NotFound
+    elif status == 412 and (code or "").lower() == DUPLICATE_CODE:
+        kind = Duplicate
+    elif 400 <= status < 500:
+        kind = Rejected
+    elif status >= 500:
+        kind = ServerError
+    else:
+        kind = UnexpectedResponse
+    return kind(message, status=status, method=method, url=url, code=code, environment=environment)

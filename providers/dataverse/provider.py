@@ -1,0 +1,336 @@
+"""The Pulumi dynamic provider for Dataverse application users — a thin layer over client + reconcile.
+
+This is the only module of ``providers.dataverse`` that imports Pulumi. Everything it decides comes from the pure
+reconcile step; everything it sends goes through the client; it only translates between Pulumi's calls and those.
+
+How the engine runs it (docs/reference/pulumi-dynamic-providers.md):
+- The provider instance is pickled by reference (this module is installed), so the instance carries only
+  non-secret settings. Clients and credentials are built lazily inside the provider host, once per environment per
+  process, and shared by the host's threads (``_clients``, guarded by a lock).
+- ``check`` validates and normalises, tolerates unknown values during preview, and returns failures (one line each)
+  instead of raising. ``diff`` gets the OLD OUTPUTS; it compares only what the user declares, so a changed
+  serialized provider (pulumi/pulumi#12401) never shows as a change, and a ``business_unit`` left out (= the root
+  unit) never shows as a change once the user sits in the root unit.
+- ``create`` adopts an existing application user for the same application (ADR 3) and is safe to retry after any
+  failure; ``read`` returns what Dataverse holds now and rewrites the stored inputs so the next preview shows drift
+  as a diff; ``delete`` revokes access (every role removed, then disabled) and never deletes the record.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    ConfigureRequest,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from providers.dataverse.client import DataverseClient
+from providers.dataverse.models import name_key
+from providers.dataverse.reconcile import ActualUser, DesiredUser, ensure, revoke
+
+TYPE_TOKEN = "pulumi-python:dynamic/dataverse:ApplicationUser"
+INPUT_KEYS = ("environment_url", "application_id", "security_roles", "business_unit", "disabled")
+REPLACE_KEYS = ("environment_url", "application_id")
+
+_clients: dict[str, DataverseClient] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(environment_url: str, max_retry_wait: float) -> DataverseClient:
+    """One client per environment per provider-host process (token and role catalog caches live in it)."""
+    with _clients_lock:
+        client = _clients.get(environment_url)
+        if client is None:
+            client = DataverseClient(environment_url, max_retry_wait=max_retry_wait)
+            _clients[environment_url] = client
+        return client
+
+
+def _is_unknown(value: Any) -> bool:
+    """Unknown values during preview: the engine's sentinel, or the SDK's Unknown type."""
+    return value == pulumi.runtime.rpc.UNKNOWN or type(value).__name__ == "Unknown"
+
+
+# -- normalisation (check) ------------------------------------------------------------------------------------
+
+
+def normalise_environment_url(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be the environment's https URL, e.g. https://org.crm11.dynamics.com")
+    parts = urlsplit(value.strip())
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise ValueError(f"must be an https URL (got {value!r}), e.g. https://org.crm11.dynamics.com")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return f"https://{host}:{parts.port}" if parts.port and parts.port != 443 else f"https://{host}"
+
+
+def normalise_guid(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a GUID such as 00000000-0000-0000-0000-000000000000")
+    try:
+        return str(uuid.UUID(value.strip().strip("{}")))
+    except ValueError:
+        raise ValueError(f"must be a GUID such as 00000000-0000-0000-0000-000000000000 (got {value!r})") from None
+
+
+def normalise_roles(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ValueError("must be a list of security role names")
+    names: dict[str, str] = {}  # name_key -> the first spelling declared
+    unknowns: list[Any] = []
+    for item in value:
+        if _is_unknown(item):
+            unknowns.append(item)
+            continue
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"role names must be non-empty strings (got {item!r})")
+        names.setdefault(name_key(item), " ".join(item.split()))
+    return [names[key] for key in sorted(names)] + unknowns
+
+
+def normalise_business_unit(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a business unit name, or left out for the root business unit")
+    return " ".join(value.split())
+
+
+def check_inputs(news: Mapping[str, Any]) -> tuple[dict[str, Any], list[CheckFailure]]:
+    inputs: dict[str, Any] = {}
+    failures: list[CheckFailure] = []
+    normalisers = {
+        "environment_url": normalise_environment_url,
+        "application_id": normalise_guid,
+        "security_roles": normalise_roles,
+        "business_unit": normalise_business_unit,
+    }
+    for key, normalise in normalisers.items():
+        value = news.get(key)
+        if key in ("environment_url", "application_id") and value is None:
+            failures.append(CheckFailure(key, f"{key} is required"))
+            continue
+        if _is_unknown(value):
+            inputs[key] = value
+            continue
+        try:
+            normalised = normalise(value)
+        except ValueError as exc:
+            failures.append(CheckFailure(key, f"{key} {exc}"))
+            continue
+        if normalised is not None:
+            inputs[key] = normalised
+    disabled = news.get("disabled", False)
+    if _is_unknown(disabled) or isinstance(disabled, bool):
+        inputs["disabled"] = disabled
+    else:
+        failures.append(CheckFailure("disabled", f"disabled must be true or false (got {disabled!r})"))
+    unexpected = sorted(k for k in news if k not in INPUT_KEYS and not k.startswith("__"))
+    for key in unexpected:
+        failures.append(CheckFailure(key, f"unknown property {key!r}; allowed: {', '.join(INPUT_KEYS)}"))
+    return inputs, failures
+
+
+# -- mapping between Pulumi properties and reconcile's types --------------------------------------------------
+
+
+def desired_from(props: Mapping[str, Any]) -> DesiredUser:
+    return DesiredUser(
+        environment_url=normalise_environment_url(props["environment_url"]),
+        application_id=normalise_guid(props["application_id"]),
+        business_unit=normalise_business_unit(props.get("business_unit")),
+        security_roles=frozenset(normalise_roles(props.get("security_roles"))),
+        disabled=bool(props.get("disabled", False)),
+    )
+
+
+def outputs_from(desired: DesiredUser, actual: ActualUser, *, root: bool) -> dict[str, Any]:
+    """Outputs = the normalised inputs as Dataverse now holds them, plus what only Dataverse knows.
+
+    Inputs and outputs share one namespace in a dynamic resource: ``business_unit`` holds the unit's actual name,
+    and ``root_business_unit`` says whether that is the root unit, so that a ``business_unit`` left out (= root)
+    never shows as a change once the user sits there (see ``diff_properties``).
+    """
+    roles = sorted(actual.roles.items(), key=lambda item: (name_key(item[1]), item[0]))
+    return {
+        "environment_url": desired.environment_url,
+        "application_id": desired.application_id,
+        "security_roles": [name for _, name in roles],
+        "business_unit": actual.business_unit_name,
+        "disabled": actual.disabled,
+        "systemuser_id": actual.systemuser_id,
+        "business_unit_id": actual.business_unit_id,
+        "root_business_unit": root,
+        "security_role_ids": [role_id for role_id, _ in roles],
+        "full_name": actual.full_name,
+    }
+
+
+def inputs_from_actual(olds: Mapping[str, Any], actual: ActualUser) -> dict[str, Any]:
+    """The inputs that would produce what Dataverse holds now: stored after a refresh so drift shows as a diff."""
+    return {
+        "environment_url": olds["environment_url"],
+        "application_id": olds["application_id"],
+        "security_roles": sorted(actual.roles.values(), key=name_key),
+        "business_unit": actual.business_unit_name,
+        "disabled": actual.disabled,
+    }
+
+
+def _same_roles(old: Any, new: Any) -> bool:
+    if _is_unknown(new) or (isinstance(new, list) and any(_is_unknown(x) for x in new)):
+        return False
+    return {name_key(str(x)) for x in (old or [])} == {name_key(str(x)) for x in (new or [])}
+
+
+def _business_unit_changed(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
+    new = news.get("business_unit")
+    if _is_unknown(new):
+        return True
+    if new is None:
+        # left out = root: a change only if the user does not sit in the root unit now
+        return olds.get("root_business_unit") is False
+    old = olds.get("business_unit")
+    return old is None or name_key(str(old)) != name_key(str(new))
+
+
+def diff_properties(olds: Mapping[str, Any], news: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(changed keys, keys forcing replacement). ``olds`` are the old outputs."""
+    changed: list[str] = []
+    for key in REPLACE_KEYS:
+        new = news.get(key)
+        if _is_unknown(new) or str(olds.get(key, "")).casefold() != str(new or "").casefold():
+            changed.append(key)
+    if not _same_roles(olds.get("security_roles"), news.get("security_roles")):
+        changed.append("security_roles")
+    if _business_unit_changed(olds, news):
+        changed.append("business_unit")
+    new_disabled = news.get("disabled", False)
+    if _is_unknown(new_disabled) or bool(olds.get("disabled", False)) != bool(new_disabled):
+        changed.append("disabled")
+    replaces = [key for key in changed if key in REPLACE_KEYS]
+    return changed, replaces
+
+
+# -- the provider ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ApplicationUserProvider(ResourceProvider):
+    """Serialized into state by reference: holds only these non-secret settings."""
+
+    max_retry_wait: float = 120.0
+    serialize_as_secret_always: bool = field(default=False)
+
+    def configure(self, req: ConfigureRequest) -> None:
+        wait = req.config.get("dataverseMaxRetryWait")
+        if wait:
+            self.max_retry_wait = float(wait)
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        inputs, failures = check_inputs(news)
+        return CheckResult(inputs, failures)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changed, replaces = diff_properties(olds, news)
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        desired = desired_from(props)
+        client = _client(desired.environment_url, self.max_retry_wait)
+        actual, _plan = ensure(client, desired)
+        return CreateResult(actual.systemuser_id, outputs_from(desired, actual, root=_sits_in_root(client, actual)))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        environment_url = normalise_environment_url(props["environment_url"])
+        client = _client(environment_url, self.max_retry_wait)
+        actual = client.get_user(id_)
+        if actual is None:
+            return ReadResult(None, {})
+        inputs = inputs_from_actual(props, actual)
+        outs = outputs_from(desired_from(inputs), actual, root=_sits_in_root(client, actual))
+        return ReadResult(actual.systemuser_id, outs, inputs)
+
+    def update(self, id_: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        desired = desired_from(news)
+        client = _client(desired.environment_url, self.max_retry_wait)
+        actual, _plan = ensure(client, desired, managed_id=id_)
+        return UpdateResult(outputs_from(desired, actual, root=_sits_in_root(client, actual)))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        environment_url = normalise_environment_url(props["environment_url"])
+        revoke(_client(environment_url, self.max_retry_wait), id_)
+
+
+def _sits_in_root(client: DataverseClient, actual: ActualUser) -> bool:
+    """From the expanded business unit (no request); the cached catalog only if the row lacked it."""
+    if actual.business_unit_is_root is not None:
+        return actual.business_unit_is_root
+    return client.catalog().root.id == actual.business_unit_id
+
+
+# -- the resource ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ApplicationUserArgs:
+    """What a reviewer reads: one application (client) id, one environment, the exact set of roles."""
+
+    environment_url: pulumi.Input[str]
+    application_id: pulumi.Input[str]
+    security_roles: pulumi.Input[Sequence[pulumi.Input[str]]] = ()
+    business_unit: pulumi.Input[str] | None = None  # name; None = the root business unit
+    disabled: pulumi.Input[bool] = False
+
+
+class ApplicationUser(Resource, module="dataverse", name="ApplicationUser"):
+    """A Dataverse application user whose business unit, security roles and enabled state are enforced exactly."""
+
+    systemuser_id: pulumi.Output[str]
+    environment_url: pulumi.Output[str]
+    application_id: pulumi.Output[str]
+    business_unit: pulumi.Output[str]
+    business_unit_id: pulumi.Output[str]
+    security_roles: pulumi.Output[list[str]]
+    security_role_ids: pulumi.Output[list[str]]
+    disabled: pulumi.Output[bool]
+    full_name: pulumi.Output[str]
+
+    def __init__(
+        self, resource_name: str, args: ApplicationUserArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        props: dict[str, Any] = {
+            "environment_url": args.environment_url,
+            "application_id": args.application_id,
+            "security_roles": list(args.security_roles)
+            if isinstance(args.security_roles, Sequence)
+            else args.security_roles,
+            "business_unit": args.business_unit,
+            "disabled": args.disabled,
+            # outputs, declared so that they are readable as attributes
+            "systemuser_id": None,
+            "business_unit_id": None,
+            "security_role_ids": None,
+            "full_name": None,
+        }
+        super().__init__(ApplicationUserProvider(), resource_name, props, opts)

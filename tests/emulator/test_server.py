@@ -1,0 +1,376 @@
+"""The emulator as a whole over real HTTPS: the info document, identities and credential files, ports and
+shutdown, every fault kind as a plain requests client meets it, and the request log."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import requests
+from azure.identity import ClientSecretCredential
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from adp_identity.emulator import Emulator
+from adp_identity.emulator.faults import THROTTLE_CODE
+
+pytestmark = pytest.mark.emulator
+
+API = "/api/data/v9.2/"
+PAY_WEB = "sndadpinfmi1401-ffc-pay-web"  # disabled, hand-made application user in defradev-dev
+
+
+def _session(emu: Emulator, application: str = "adp-platform-admin", tenant: str = "DefraDev") -> requests.Session:
+    identity = emu.identity(tenant, application, "secret")
+    env = emu.info["environments"][0]["url"] if tenant == "DefraDev" else emu.environment_url("defra-pre")
+    credential = ClientSecretCredential(
+        emu.tenant(tenant).id,
+        identity["client_id"],
+        identity["secret"],
+        authority=emu.authority_host,
+        disable_instance_discovery=True,
+        connection_verify=emu.ca_bundle,
+    )
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = emu.ca_bundle
+    session.headers.update(
+        {
+            "Authorization": f"Bearer {credential.get_token(f'{env}/.default').token}",
+            "Accept": "application/json",
+            "OData-MaxVersion": "4.0",
+            "OData-Version": "4.0",
+        }
+    )
+    return session
+
+
+def _users_url(emu: Emulator) -> str:
+    return f"{emu.environment_url('defradev-dev')}{API}systemusers"
+
+
+def _user_url(emu: Emulator, application: str) -> str:
+    client_id = emu.identity("DefraDev", application)["client_id"]
+    user = emu.dataverse("defradev-dev").user_by_application_id(client_id)
+    return f"{emu.environment_url('defradev-dev')}{API}systemusers({user.id})"
+
+
+def _is_disabled(emu: Emulator, application: str) -> bool:
+    client_id = emu.identity("DefraDev", application)["client_id"]
+    disabled: bool = emu.dataverse("defradev-dev").user_by_application_id(client_id).disabled
+    return disabled
+
+
+# -- the info document and credential files -------------------------------------------------------------------------
+
+
+def test_info_document_lists_tenants_environments_and_identities(emulator: Emulator) -> None:
+    info = emulator.info
+    assert info["authority_host"].startswith("https://127.0.0.1:")
+    assert Path(info["ca_bundle"]).read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert [(t["name"], t["id"]) for t in info["tenants"]] == [(t.name, t.id) for t in emulator.seed.tenants]
+    assert [(e["name"], e["tenant"]) for e in info["environments"]] == [
+        ("defradev-dev", "DefraDev"),
+        ("defradev-tst", "DefraDev"),
+        ("defra-pre", "Defra"),
+        ("defra-prd", "Defra"),
+    ]
+    assert [(k["name"], k["tenant"]) for k in info["key_vaults"]] == [
+        ("sndadpinfkv1401", "DefraDev"),
+        ("prdadpinfkv1401", "Defra"),
+    ]
+    urls = [e["url"] for e in info["environments"] + info["key_vaults"]]
+    assert len({*urls, info["authority_host"]}) == 7
+    assert all(url.startswith("https://127.0.0.1:") and not url.endswith("/") for url in urls)
+    for tenant in ("DefraDev", "Defra"):
+        mine = [i for i in info["identities"] if i["tenant"] == tenant]
+        credential_keys = [
+            next(k for k in ("federated_token_file", "secret", "certificate_path") if k in i) for i in mine
+        ]
+        assert [i["name"] for i in mine[:3]] == ["adp-identity-pipeline"] * 3
+        assert credential_keys[:3] == ["federated_token_file", "secret", "certificate_path"]
+        assert emulator.identity(tenant) == mine[0]
+        for identity in mine:
+            assert sum(k in identity for k in ("federated_token_file", "secret", "certificate_path")) == 1
+            assert identity["client_id"] == next(
+                a.client_id for a in emulator.tenant(tenant).applications if a.name == identity["name"]
+            )
+    assert {i["name"] for i in info["identities"]}.isdisjoint({"ADP-FFC-PayReports-snd1", "ADP-FFC-PayReports-prd1"})
+
+
+def test_credential_files_are_usable_and_private(emulator: Emulator) -> None:
+    cert_identity = emulator.identity("DefraDev", kind="certificate")
+    pem = Path(cert_identity["certificate_path"]).read_bytes()
+    assert serialization.load_pem_private_key(pem, password=None).key_size == 2048  # type: ignore[union-attr]
+    cert = x509.load_pem_x509_certificate(pem[pem.index(b"-----BEGIN CERTIFICATE-----") :])
+    assert "adp-identity-pipeline" in cert.subject.rfc4514_string()
+    token_file = Path(emulator.identity("DefraDev")["federated_token_file"])
+    for path in (Path(cert_identity["certificate_path"]), token_file):
+        assert path.stat().st_mode & 0o077 == 0
+        assert path.is_relative_to(emulator.state_dir)  # type: ignore[arg-type]
+
+
+def test_credential_env_is_workload_identity_with_the_emulator_ca(emulator: Emulator) -> None:
+    env = emulator.credential_env("DefraDev")
+    identity = emulator.identity("DefraDev")
+    assert env == {
+        "AZURE_AUTHORITY_HOST": emulator.authority_host,
+        "AZURE_TENANT_ID": emulator.tenant("DefraDev").id,
+        "AZURE_CLIENT_ID": identity["client_id"],
+        "AZURE_FEDERATED_TOKEN_FILE": identity["federated_token_file"],
+        "AZURE_TOKEN_CREDENTIALS": "WorkloadIdentityCredential",
+        "REQUESTS_CA_BUNDLE": emulator.ca_bundle,
+        "SSL_CERT_FILE": emulator.ca_bundle,
+    }
+    with pytest.raises(KeyError, match="no identity"):
+        emulator.credential_env("DefraDev", "adp-platform-admin")  # a secret only: no workload identity
+
+
+def test_federated_tokens_are_reminted(emulator: Emulator) -> None:
+    path = Path(emulator.identity("DefraDev")["federated_token_file"])
+    before = jwt.decode(path.read_text(), options={"verify_signature": False})
+    emulator.remint_federated_tokens()
+    after = jwt.decode(path.read_text(), options={"verify_signature": False})
+    assert after["jti"] != before["jti"]
+    assert (after["sub"], after["iss"], after["aud"]) == (before["sub"], before["iss"], before["aud"])
+    assert after["exp"] >= before["exp"]
+
+
+def test_a_temporary_state_dir_is_removed_on_stop(emulator: Emulator) -> None:
+    with Emulator(emulator.seed) as transient:
+        state = transient.state_dir
+        assert state is not None and (state / "ca.pem").exists()
+    assert not state.exists()
+
+
+def test_write_info_writes_the_json_file_privately(emulator: Emulator, tmp_path: Path) -> None:
+    target = tmp_path / "emulator.json"
+    emulator.write_info(target)
+    assert json.loads(target.read_text()) == emulator.info
+    assert target.stat().st_mode & 0o077 == 0
+
+
+# -- ports and shutdown ---------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_fixed_ports_are_honoured(make_emulator: Callable[..., Emulator]) -> None:
+    entra_port, env_port = _free_port(), _free_port()
+    emu = make_emulator(ports={"entra": entra_port, "defra-prd": env_port})
+    assert emu.authority_host == f"https://127.0.0.1:{entra_port}"
+    assert emu.environment_url("defra-prd") == f"https://127.0.0.1:{env_port}"
+    reply = requests.get(
+        f"{emu.authority_host}/defra.onmicrosoft.com/v2.0/.well-known/openid-configuration",
+        verify=emu.ca_bundle,
+        timeout=10,
+    )
+    assert reply.status_code == 200
+
+
+def test_unknown_port_names_are_refused(emulator: Emulator) -> None:
+    with pytest.raises(ValueError, match="ports: unknown origin 'defradev-prd'; allowed: "):
+        Emulator(emulator.seed, ports={"defradev-prd": 1})
+
+
+def test_keep_alive_reuses_one_connection_and_stop_closes_it(make_emulator: Callable[..., Emulator]) -> None:
+    emu = make_emulator()
+    session, url = _session(emu), _users_url(emu)
+    for _ in range(3):
+        assert session.get(url, timeout=10).status_code == 200
+    pools = session.get_adapter(url).poolmanager.pools  # type: ignore[attr-defined]
+    # RecentlyUsedContainer refuses plain iteration; keys() is its way
+    assert sum(pools[key].num_connections for key in pools.keys()) == 1  # noqa: SIM118
+    ca_bundle = emu.ca_bundle
+    emu.stop()
+    with pytest.raises(requests.ConnectionError):
+        session.get(url, timeout=10)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(url, verify=ca_bundle, timeout=10)
+
+
+# -- faults ---------------------------------------------------------------------------------------------------------
+
+
+def test_throttle_answers_429_with_retry_after_and_the_dataverse_code(emulator: Emulator) -> None:
+    session = _session(emulator)
+    emulator.faults.script("throttle", retry_after=7)
+    first = session.get(_users_url(emulator), timeout=10)
+    assert first.status_code == 429
+    assert first.headers["Retry-After"] == "7"
+    assert first.json()["error"]["code"] == THROTTLE_CODE
+    assert session.get(_users_url(emulator), timeout=10).status_code == 200  # count=1: consumed
+    assert emulator.log.count(service="dataverse", status=429) == 1
+
+
+@pytest.mark.parametrize(("kind", "status"), [("unavailable", 503), ("bad_gateway", 502)])
+def test_server_errors(emulator: Emulator, kind: Any, status: int) -> None:
+    session = _session(emulator)
+    emulator.faults.script(kind, count=2, method="GET", retry_after=3)
+    replies = [session.get(_users_url(emulator), timeout=10) for _ in range(3)]
+    assert [r.status_code for r in replies] == [status, status, 200]
+    if kind == "unavailable":
+        assert replies[0].headers["Retry-After"] == "3"
+    else:
+        assert "Retry-After" not in replies[0].headers
+        assert replies[0].headers["Content-Type"] == "text/html"
+
+
+def test_latency_delays_but_answers(emulator: Emulator) -> None:
+    session = _session(emulator)
+    emulator.faults.script("latency", latency_ms=20)
+    assert session.get(_users_url(emulator), timeout=10).status_code == 200
+    assert emulator.log.entries[-1].fault == "latency"
+
+
+def test_drop_closes_the_connection_before_the_request_is_processed(emulator: Emulator) -> None:
+    session = _session(emulator)
+    assert _is_disabled(emulator, PAY_WEB)
+    emulator.faults.script("drop", method="PATCH")
+    with pytest.raises(requests.ConnectionError):
+        session.patch(_user_url(emulator, PAY_WEB), json={"isdisabled": False}, timeout=10)
+    assert _is_disabled(emulator, PAY_WEB)  # never processed
+    assert emulator.log.entries[-1].fault == "drop"
+    assert emulator.log.entries[-1].status == 0
+    assert session.patch(_user_url(emulator, PAY_WEB), json={"isdisabled": False}, timeout=10).status_code == 204
+    assert not _is_disabled(emulator, PAY_WEB)
+
+
+def test_lost_response_commits_then_closes_without_answering(emulator: Emulator) -> None:
+    session = _session(emulator)
+    emulator.faults.script("lost_response", method="PATCH", path_contains="systemusers(")
+    with pytest.raises(requests.ConnectionError):
+        session.patch(_user_url(emulator, PAY_WEB), json={"isdisabled": False}, timeout=10)
+    assert not _is_disabled(emulator, PAY_WEB)  # committed
+    entry = emulator.log.entries[-1]
+    assert (entry.method, entry.status, entry.fault) == ("PATCH", 204, "lost_response")
+
+
+def test_faults_apply_only_to_matching_requests(emulator: Emulator) -> None:
+    session = _session(emulator)
+    emulator.faults.script("throttle", path_contains="/roles")
+    assert session.get(_users_url(emulator), timeout=10).status_code == 200
+    _session(emulator, "adp-platform-admin", "Defra")  # Entra is not "dataverse": unaffected
+    assert emulator.faults.pending == 1
+    roles = session.get(f"{emulator.environment_url('defradev-dev')}{API}roles?$select=name", timeout=10)
+    assert roles.status_code == 429
+    assert emulator.faults.pending == 0
+
+
+def test_entra_faults_are_scripted_by_service(emulator: Emulator) -> None:
+    emulator.faults.script("unavailable", service="entra", path_contains="/token")
+    url = f"{emulator.authority_host}/{emulator.tenant('DefraDev').id}/oauth2/v2.0/token"
+    assert requests.post(url, data={}, verify=emulator.ca_bundle, timeout=10).status_code == 503
+    assert requests.post(url, data={}, verify=emulator.ca_bundle, timeout=10).status_code == 400
+
+
+def test_rates_are_reproducible_from_their_seed(emulator: Emulator) -> None:
+    session = _session(emulator)
+
+    def run() -> list[int]:
+        emulator.faults.set_rates(seed=42, throttle=0.3, unavailable=0.2)
+        statuses = [session.get(_users_url(emulator), timeout=10).status_code for _ in range(20)]
+        emulator.faults.clear()
+        return statuses
+
+    first, second = run(), run()
+    assert first == second
+    assert {429, 503, 200} == set(first)
+    assert emulator.log.count(service="dataverse", status=429) == 2 * first.count(429)
+    assert session.get(_users_url(emulator), timeout=10).status_code == 200  # cleared
+
+
+def test_rates_are_validated(emulator: Emulator) -> None:
+    with pytest.raises(ValueError, match="more than 1"):
+        emulator.faults.set_rates(throttle=0.6, drop=0.6)
+    with pytest.raises(ValueError, match="unknown fault kind 'slow'"):
+        emulator.faults.script("slow")  # type: ignore[arg-type]
+
+
+# -- the request log ------------------------------------------------------------------------------------------------
+
+
+def test_the_log_records_each_request_with_its_caller(emulator: Emulator) -> None:
+    session = _session(emulator, "adp-identity-pipeline")
+    emulator.log.clear()
+    for _ in range(2):
+        session.get(_users_url(emulator), params={"$select": "fullname"}, timeout=10)
+    requests.get(f"{emulator.environment_url('defradev-tst')}{API}roles", verify=emulator.ca_bundle, timeout=10)
+    requests.get(f"{emulator.authority_host}/issuers/github-actions/jwks", verify=emulator.ca_bundle, timeout=10)
+    log = emulator.log
+    assert log.count() == 4
+    assert log.count(service="dataverse", method="get", path_contains="systemusers", env="defradev-dev") == 2
+    assert log.count(service="dataverse", env="defradev-tst", status=401) == 1
+    assert log.count(service="issuer") == 1
+    assert log.count(service="entra") == 0
+    first = log.entries[0]
+    assert first.caller == emulator.identity("DefraDev")["client_id"]
+    assert first.query == "%24select=fullname"
+    assert first.path == f"{API}systemusers"
+    assert log.entries[2].caller is None
+    assert [e.seq for e in log.entries] == sorted(e.seq for e in log.entries)
+
+
+def test_the_log_never_holds_secrets(emulator: Emulator) -> None:
+    identity = emulator.identity("DefraDev", kind="secret")
+    session = _session(emulator, "adp-identity-pipeline")
+    session.get(_users_url(emulator), timeout=10)
+    token = str(session.headers["Authorization"]).split()[1]
+    text = repr(emulator.log.entries)
+    assert identity["secret"] not in text
+    assert token not in text
+
+
+# -- Dataverse behind the server ------------------------------------------------------------------------------------
+
+
+def test_smoke_dataverse_answers_a_token_from_the_emulated_entra(emulator: Emulator) -> None:
+    session = _session(emulator, "adp-identity-pipeline")
+    reply = session.get(_users_url(emulator), timeout=10)
+    assert reply.status_code == 200
+    assert reply.headers["Content-Type"].startswith("application/json")
+    names = {row["fullname"] for row in reply.json()["value"]}
+    assert {"adp-identity-pipeline", "adp-platform-admin", PAY_WEB} <= names
+
+
+def test_smoke_key_vault_answers_a_token_from_the_emulated_entra(emulator: Emulator) -> None:
+    identity = emulator.identity("DefraDev", kind="secret")
+    credential = ClientSecretCredential(
+        emulator.tenant("DefraDev").id,
+        identity["client_id"],
+        identity["secret"],
+        authority=emulator.authority_host,
+        disable_instance_discovery=True,
+        connection_verify=emulator.ca_bundle,
+    )
+    token = credential.get_token("https://vault.azure.net/.default").token
+    url = f"{emulator.key_vault_url('sndadpinfkv1401')}/certificates/ffc-pay-batch-app-cert?api-version=7.4"
+    reply = requests.get(url, headers={"Authorization": f"Bearer {token}"}, verify=emulator.ca_bundle, timeout=10)
+    assert reply.status_code == 404  # authenticated and authorized: the certificate just does not exist yet
+    assert reply.json()["error"]["code"] == "CertificateNotFound"
+    assert emulator.log.count(service="keyvault", env="sndadpinfkv1401", caller=identity["client_id"]) == 1
+    other = emulator.key_vault_url("prdadpinfkv1401")
+    refused = requests.get(
+        f"{other}/certificates/x?api-version=7.4",
+        headers={"Authorization": f"Bearer {token}"},
+        verify=emulator.ca_bundle,
+        timeout=10,
+    )
+    assert refused.status_code == 401  # a DefraDev token at the Defra tenant's vault
+
+
+def test_tests_cannot_leave_the_loopback_interface() -> None:
+    with pytest.raises(requests.ConnectionError, match="only loopback is allowed"):
+        requests.get("https://login.microsoftonline.com/common/discovery/instance", timeout=5)
+    with pytest.raises(OSError, match="only loopback is allowed"):
+        socket.create_connection(("169.254.169.254", 80), timeout=1)

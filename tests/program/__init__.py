@@ -1,0 +1,1 @@
+"""The Pulumi program under mocks: both real stacks, tree edits, components."""

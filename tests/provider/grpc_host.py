@@ -1,0 +1,5 @@
+"""Tests drive the provider host through the same harness the demo uses."""
+
+from adp_identity.provider_host import UNKNOWN, ProviderCallError, ProviderHost
+
+__all__ = ["UNKNOWN", "ProviderCallError", "ProviderHost"]

@@ -1,0 +1,342 @@
+"""KeyVaultCertificatesClient against the emulated vault (in-process transport, real tokens, scripted faults)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import requests
+from cryptography import x509
+
+import providers.keyvault.client as client_module
+from providers.keyvault.client import TOKENS, KeyVaultCertificatesClient, TokenCache, vault_origin
+from providers.keyvault.errors import (
+    CertificateNotFound,
+    ConnectionFailed,
+    Forbidden,
+    KeyVaultError,
+    OperationTimedOut,
+    ServerError,
+    Throttled,
+    Unauthorized,
+)
+from providers.keyvault.models import CertificatePolicy
+
+from .keyvault_support import READER, REPO_ROOT, InProcessVault, TestCredential
+
+POLICY = CertificatePolicy("CN=ADP-FFC-PayBatch", 12, renew_before_days=30)
+NAME = "ffc-pay-batch-app-cert"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_cache() -> None:
+    TOKENS._tokens.clear()
+
+
+@pytest.fixture
+def vault() -> InProcessVault:
+    return InProcessVault()
+
+
+def _no_secret_requests(vault: InProcessVault) -> None:
+    assert vault.adapter.count(path_contains="/secrets") == 0
+
+
+def test_create_version_returns_the_issued_public_certificate(vault: InProcessVault) -> None:
+    client = vault.client()
+    version = client.create_version(NAME, POLICY)
+    assert version.issued and version.enabled
+    assert version.cer is not None
+    der = base64.b64decode(version.cer)
+    assert version.thumbprint == hashlib.sha1(der).hexdigest().upper()
+    assert x509.load_der_x509_certificate(der).subject.rfc4514_string() == "CN=ADP-FFC-PayBatch"
+    stored = vault.state.certificate(NAME)
+    assert stored is not None and [v.version for v in stored.versions] == [version.version]
+    assert version.policy_subject == "CN=ADP-FFC-PayBatch"
+    assert version.policy_renew_before_days == 30
+    # The policy the client sends: self-signed RSA made in the vault, EmailContacts (never AutoRenew).
+    assert stored.policy.lifetime_actions == (
+        {"trigger": {"days_before_expiry": 30}, "action": {"action_type": "EmailContacts"}},
+    )
+    assert stored.policy.reuse_key is False and stored.policy.key_size == 2048
+    assert vault.adapter.count("POST", "/create") == 1
+    assert vault.sleeps == []
+    _no_secret_requests(vault)
+
+
+def test_polls_pending_honouring_retry_after(vault: InProcessVault) -> None:
+    vault.state.polls_before_completion = 3
+    vault.state.retry_after_seconds = 7
+    version = vault.client().create_version(NAME, POLICY)
+    assert version.issued
+    assert vault.sleeps == [7, 7, 7]
+    assert vault.adapter.count("GET", "/pending") == 5  # one before creating, four polls
+
+
+def test_poll_interval_is_capped(vault: InProcessVault) -> None:
+    vault.state.polls_before_completion = 1
+    vault.state.retry_after_seconds = 120
+    vault.client().create_version(NAME, POLICY)
+    assert vault.sleeps == [10.0]
+
+
+def test_pending_wait_is_bounded_with_a_clear_error(vault: InProcessVault) -> None:
+    vault.state.polls_before_completion = 1000
+    vault.state.retry_after_seconds = 5
+    client = vault.client(max_operation_wait=20)
+    with pytest.raises(OperationTimedOut) as info:
+        client.create_version(NAME, POLICY)
+    assert sum(vault.sleeps) == 20
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"certificate {NAME} is still being created after 20s" in message
+    assert message.startswith("Key Vault 127.0.0.1:51443:")
+
+
+def test_waits_for_an_earlier_create_before_creating(vault: InProcessVault) -> None:
+    vault.state.polls_before_completion = 1000
+    client = vault.client()
+    client.begin_create(NAME, POLICY)  # a create left in progress by an earlier, interrupted run
+    vault.state.polls_before_completion = 0
+    stored = vault.state.certificate(NAME)
+    assert stored is not None and stored.operation is not None
+    stored.operation.polls_left = 2
+    version = client.create_version(NAME, POLICY)
+    assert len(stored.versions) == 2
+    assert version.version == stored.versions[-1].version
+
+
+def test_throttling_honours_retry_after(vault: InProcessVault) -> None:
+    vault.adapter.script("throttle", count=2, method="POST", retry_after=3)
+    vault.client().create_version(NAME, POLICY)
+    assert vault.sleeps[:2] == [3, 3]
+    stored = vault.state.certificate(NAME)
+    assert stored is not None and len(stored.versions) == 1
+
+
+def test_throttling_beyond_the_budget_is_a_typed_error(vault: InProcessVault) -> None:
+    vault.adapter.script("throttle", count=100, method="GET", retry_after=20)
+    client = vault.client(max_retry_wait=45)
+    with pytest.raises(Throttled) as info:
+        client.get_certificate(NAME)
+    assert vault.sleeps == [20, 20]
+    assert "gave up after waiting 40s" in str(info.value)
+    assert info.value.status == 429
+
+
+def test_unavailable_is_retried_with_backoff_when_no_retry_after(vault: InProcessVault) -> None:
+    vault.adapter.script("unavailable", count=3, method="GET", retry_after=None)
+    vault.client().create_version(NAME, POLICY)
+    assert vault.sleeps[:3] == [1.0, 2.0, 4.0]
+
+
+def test_bad_gateway_on_create_is_not_blindly_repeated(vault: InProcessVault) -> None:
+    vault.adapter.script("bad_gateway", method="POST", retry_after=None)
+    version = vault.client().create_version(NAME, POLICY)
+    stored = vault.state.certificate(NAME)
+    assert stored is not None and [v.version for v in stored.versions] == [version.version]
+    assert vault.adapter.count("POST", "/create") == 2  # the 502 was not processed: created once more
+
+
+def test_lost_create_answer_makes_exactly_one_version(vault: InProcessVault) -> None:
+    vault.adapter.script("lost_response", method="POST")
+    version = vault.client().create_version(NAME, POLICY)
+    stored = vault.state.certificate(NAME)
+    assert stored is not None and [v.version for v in stored.versions] == [version.version]
+    assert vault.adapter.count("POST", "/create") == 1
+
+
+def test_lost_create_answer_of_a_completed_operation_is_found_by_its_version(vault: InProcessVault) -> None:
+    client = vault.client()
+    client.create_version(NAME, POLICY)
+    vault.adapter.script("lost_response", method="POST")
+    vault.adapter.script("drop", method="GET", path_contains="/pending")  # the check after the loss: retried
+    second = client.create_version(NAME, POLICY)
+    stored = vault.state.certificate(NAME)
+    assert stored is not None and len(stored.versions) == 2
+    assert second.version == stored.versions[-1].version
+
+
+def test_dropped_reads_are_retried(vault: InProcessVault) -> None:
+    client = vault.client()
+    client.create_version(NAME, POLICY)
+    vault.adapter.script("drop", count=2, method="GET")
+    assert client.get_certificate(NAME).issued
+    assert vault.sleeps == [1.0, 2.0]
+
+
+def test_tls_failure_is_immediate_and_explained(vault: InProcessVault) -> None:
+    vault.adapter.script("tls")
+    with pytest.raises(ConnectionFailed) as info:
+        vault.client().get_certificate(NAME)
+    assert "REQUESTS_CA_BUNDLE" in str(info.value)
+    assert vault.sleeps == []
+
+
+def test_not_found_is_typed(vault: InProcessVault) -> None:
+    with pytest.raises(CertificateNotFound) as info:
+        vault.client().get_certificate("absent")
+    assert info.value.code == "CertificateNotFound"
+    assert "GET https://127.0.0.1:51443/certificates/absent answered 404" in str(info.value)
+
+
+def test_forbidden_is_one_line_and_names_the_action(vault: InProcessVault) -> None:
+    credential = TestCredential(READER)
+    with pytest.raises(Forbidden) as info:
+        vault.client(credential).create_version(NAME, POLICY)
+    message = str(info.value)
+    assert "\n" not in message and "\r" not in message
+    assert "Microsoft.KeyVault/vaults/certificates/create/action" in message
+    assert info.value.code == "Forbidden/ForbiddenByRbac"
+    assert all(token not in message for token in credential.issued)
+
+
+def test_a_refused_token_is_replaced_once(vault: InProcessVault) -> None:
+    credential = TestCredential(bad_first=1)
+    client = vault.client(credential)
+    assert client.list_versions(NAME) == []
+    assert len(credential.calls) == 2
+
+
+def test_a_persistently_refused_token_is_unauthorized_without_the_token(vault: InProcessVault) -> None:
+    credential = TestCredential(bad_first=10)
+    with pytest.raises(Unauthorized) as info:
+        vault.client(credential).list_versions(NAME)
+    message = str(info.value)
+    assert "the vault expects tokens from https://login.windows.net/6f504113" in message
+    assert all(token not in message for token in credential.issued)
+    assert len(credential.calls) == 2
+
+
+def test_token_is_cached_per_process_across_clients(vault: InProcessVault) -> None:
+    credential = TestCredential()
+    first, second = vault.client(credential), vault.client(credential)
+    first.create_version(NAME, POLICY)
+    second.list_versions(NAME)
+    second.get_certificate(NAME)
+    assert len(credential.calls) == 1
+
+
+def test_token_near_expiry_is_refreshed() -> None:
+    clock = [1000.0]
+    cache = TokenCache(clock=lambda: clock[0])
+
+    class Credential:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def get_token(self, *scopes: str, **_: Any) -> Any:
+            self.calls += 1
+            return type("T", (), {"token": f"t{self.calls}", "expires_on": 1000 + 3600})()
+
+    credential = Credential()
+    assert cache.token(credential, "s") == "t1"
+    clock[0] = 1000 + 3600 - 301
+    assert cache.token(credential, "s") == "t1"
+    clock[0] = 1000 + 3600 - 299
+    assert cache.token(credential, "s") == "t2"
+
+
+def test_versions_follow_next_link(vault: InProcessVault) -> None:
+    client = vault.client()
+    made = [client.create_version(NAME, POLICY).version for _ in range(5)]
+    vault.adapter.exchanges.clear()
+    listed = client.list_versions(NAME, page_size=2)
+    assert [v.version for v in listed] == made
+    assert all(v.cer is None and v.x5t for v in listed)
+    assert vault.adapter.count("GET", "/versions") == 3
+
+
+def test_next_link_to_another_host_is_refused() -> None:
+    class Adapter(requests.adapters.BaseAdapter):
+        def send(self, request: requests.PreparedRequest, **_: Any) -> requests.Response:  # type: ignore[override]
+            assert (request.url or "").startswith("https://kv.vault.azure.net/certificates/c/versions")
+            resp = requests.Response()
+            resp.status_code = 200
+            resp._content = b'{"value": [], "nextLink": "https://attacker.example/certificates/c/versions"}'
+            return resp
+
+        def close(self) -> None:
+            pass
+
+    session = requests.Session()
+    session.mount("https://", Adapter())
+    client = KeyVaultCertificatesClient("https://kv.vault.azure.net", TestCredential(), session=session)
+    with pytest.raises(KeyVaultError, match=r"refusing a nextLink to another host: attacker\.example"):
+        client.list_versions("c")
+
+
+def test_disable_a_version(vault: InProcessVault) -> None:
+    client = vault.client()
+    version = client.create_version(NAME, POLICY)
+    assert client.set_enabled(NAME, version.version, False).enabled is False
+    assert client.get_certificate(NAME, version.version).enabled is False
+    assert vault.workload_secret(NAME, version.version).status == 403
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://SndAdpInfKv1401.vault.azure.net/", "https://sndadpinfkv1401.vault.azure.net"),
+        ("https://kv.vault.azure.net:443/certificates/x?y=1", "https://kv.vault.azure.net"),
+        ("https://127.0.0.1:51443", "https://127.0.0.1:51443"),
+    ],
+)
+def test_vault_origin(url: str, origin: str) -> None:
+    assert vault_origin(url) == origin
+
+
+def test_vault_origin_requires_https() -> None:
+    with pytest.raises(ValueError, match="https"):
+        vault_origin("http://kv.vault.azure.net")
+
+
+def test_vault_name_in_messages() -> None:
+    client = KeyVaultCertificatesClient("https://sndadpinfkv1401.vault.azure.net", TestCredential())
+    assert client.vault == "sndadpinfkv1401"
+
+
+def test_default_credential_is_lazy_and_private_authorities_skip_instance_discovery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[dict[str, Any]] = []
+
+    class Recorder:
+        def __init__(self, **kwargs: Any) -> None:
+            built.append(kwargs)
+
+    import azure.identity
+
+    monkeypatch.setattr(azure.identity, "DefaultAzureCredential", Recorder)
+    monkeypatch.setattr(client_module, "_default_credential", None)
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", "https://127.0.0.1:50400")
+    KeyVaultCertificatesClient("https://kv.vault.azure.net")
+    assert built == []  # nothing built until a token is needed
+    first = client_module.default_credential()
+    assert client_module.default_credential() is first
+    assert built == [{"disable_instance_discovery": True}]
+
+    monkeypatch.setattr(client_module, "_default_credential", None)
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com")
+    client_module.default_credential()
+    assert built[-1] == {}
+
+
+def test_client_module_does_not_import_pulumi() -> None:
+    code = (
+        "import sys, providers.keyvault, providers.keyvault.client, providers.keyvault.slots; "
+        "assert not [m for m in sys.modules if m == 'pulumi' or m.startswith('pulumi.')], 'pulumi imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=60)
+
+
+def test_server_error_after_budget_is_typed(vault: InProcessVault) -> None:
+    vault.adapter.script("unavailable", count=100, method="GET", retry_after=30)
+    with pytest.raises(ServerError) as info:
+        vault.client(max_retry_wait=60).get_certificate(NAME)
+    assert info.value.status == 503
+    assert vault.sleeps == [30, 30]
