@@ -17,7 +17,7 @@ import pytest
 from adp_identity.emulator import Emulator
 from adp_identity.emulator.log import LogEntry
 from adp_identity.provider_host import UNKNOWN, ProviderCallError, ProviderHost
-from tests.provider.dataverse_support import ENVIRONMENT, Admin, client_id, provider_host
+from tests.provider.dataverse_support import ENVIRONMENT, admin, client_id, provider_host
 
 pytestmark = [pytest.mark.grpc, pytest.mark.emulator]
 
@@ -132,7 +132,7 @@ def test_create_adopts_a_hand_made_user_instead_of_failing(emulator: Emulator, h
 def test_drift_made_by_hand_is_seen_by_read_and_shown_as_a_diff(emulator: Emulator, host: ProviderHost) -> None:
     props = checked(host, declared(emulator, BATCH, ["Basic User"], "ffc-payments"))
     user_id, outs = host.create(props)
-    Admin.of(emulator).grant(user_id, "System Administrator")
+    admin(emulator).grant(user_id, "System Administrator")
 
     emulator.log.clear()
     read_id, read_outs, read_inputs = host.read(user_id, outs, props)
@@ -168,16 +168,16 @@ def test_update_sends_only_the_difference(emulator: Emulator, host: ProviderHost
 def test_drift_is_corrected_by_update(emulator: Emulator, host: ProviderHost) -> None:
     props = checked(host, declared(emulator, BATCH, ["Basic User"]))
     user_id, outs = host.create(props)
-    admin = Admin.of(emulator)
-    admin.grant(user_id, "System Administrator")
-    admin.set_disabled(user_id, True)
+    centre = admin(emulator)
+    centre.grant(user_id, "System Administrator")
+    centre.set_disabled(user_id, True)
     _, read_outs, _ = host.read(user_id, outs, props)
     assert read_outs["disabled"] is True
 
     emulator.log.clear()
     fixed = host.update(user_id, read_outs, props)
     assert fixed["security_roles"] == ["Basic User"] and fixed["disabled"] is False
-    assert admin.role_names(user_id) == ["Basic User"]
+    assert centre.role_names(user_id) == ["Basic User"]
     assert [e.method for e in writes(emulator)] == ["PATCH", "DELETE"]  # enable, then the one role removed
 
 
@@ -221,9 +221,9 @@ def test_a_business_unit_left_out_means_root_and_never_shows_as_a_change(
 def test_a_user_gone_behind_our_back_reads_as_gone(emulator: Emulator, host: ProviderHost) -> None:
     props = checked(host, declared(emulator, BATCH, ["Basic User"]))
     user_id, outs = host.create(props)
-    admin = Admin.of(emulator)
-    admin.set_disabled(user_id, True)
-    admin.delete_user(user_id)  # someone deleted it in the admin centre
+    centre = admin(emulator)
+    centre.set_disabled(user_id, True)
+    centre.delete_user(user_id)  # someone deleted it in the admin centre
     read_id, _, _ = host.read(user_id, outs, props)
     assert read_id == ""
 

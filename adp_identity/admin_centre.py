@@ -1,0 +1,110 @@
+"""Changes made "by hand", as someone in the Power Platform admin centre makes them.
+
+They go through the Dataverse Web API as a System Administrator application user (in the emulator's default seed:
+``adp-platform-admin`` with a client secret), so drift in the demo and the tests is created the way it happens in
+real life, not by editing the emulator's state. Used only against the local emulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from azure.identity import ClientSecretCredential
+
+from adp_identity.emulator import Emulator
+
+API = "/api/data/v9.2/"
+ADMIN_APPLICATION = "adp-platform-admin"
+
+
+@dataclass
+class AdminCentre:
+    """The System Administrator application user, making changes through the Web API."""
+
+    url: str
+    session: requests.Session
+
+    @classmethod
+    def of(cls, emulator: Emulator, tenant: str, environment: str) -> AdminCentre:
+        identity = emulator.identity(tenant, ADMIN_APPLICATION, "secret")
+        credential = ClientSecretCredential(
+            emulator.tenant(tenant).id,
+            identity["client_id"],
+            identity["secret"],
+            authority=emulator.authority_host,
+            disable_instance_discovery=True,
+            connection_verify=emulator.ca_bundle,
+        )
+        url = emulator.environment_url(environment)
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = emulator.ca_bundle
+        token = credential.get_token(f"{url}/.default").token
+        session.headers.update(
+            {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "OData-MaxVersion": "4.0",
+                "OData-Version": "4.0",
+            }
+        )
+        return cls(url, session)
+
+    def _ok(self, response: requests.Response) -> Any:
+        assert response.status_code < 300, response.text
+        return response.json() if response.content else None
+
+    def role_id(self, name: str, business_unit_id: str) -> str:
+        rows = self._ok(
+            self.session.get(
+                f"{self.url}{API}roles",
+                params={
+                    "$select": "roleid,name",
+                    "$filter": f"_businessunitid_value eq {business_unit_id} and name eq '{name}'",
+                },
+            )
+        )["value"]
+        assert len(rows) == 1, rows
+        return str(rows[0]["roleid"])
+
+    def user(self, systemuser_id: str) -> dict[str, Any]:
+        row: dict[str, Any] = self._ok(
+            self.session.get(
+                f"{self.url}{API}systemusers({systemuser_id})",
+                params={
+                    "$select": "systemuserid,isdisabled,_businessunitid_value,applicationid",
+                    "$expand": "systemuserroles_association($select=roleid,name)",
+                },
+            )
+        )
+        return row
+
+    def users_of(self, application_id: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._ok(
+            self.session.get(
+                f"{self.url}{API}systemusers",
+                params={"$select": "systemuserid,isdisabled", "$filter": f"applicationid eq {application_id}"},
+            )
+        )["value"]
+        return rows
+
+    def role_names(self, systemuser_id: str) -> list[str]:
+        return sorted(r["name"] for r in self.user(systemuser_id)["systemuserroles_association"])
+
+    def grant(self, systemuser_id: str, role_name: str) -> None:
+        business_unit_id = self.user(systemuser_id)["_businessunitid_value"]
+        role = self.role_id(role_name, business_unit_id)
+        self._ok(
+            self.session.post(
+                f"{self.url}{API}systemusers({systemuser_id})/systemuserroles_association/$ref",
+                json={"@odata.id": f"{self.url}{API}roles({role})"},
+            )
+        )
+
+    def set_disabled(self, systemuser_id: str, disabled: bool) -> None:
+        self._ok(self.session.patch(f"{self.url}{API}systemusers({systemuser_id})", json={"isdisabled": disabled}))
+
+    def delete_user(self, systemuser_id: str) -> None:
+        self._ok(self.session.delete(f"{self.url}{API}systemusers({systemuser_id})"))
