@@ -2,6 +2,7 @@
 #   make demo    run the demo on the embedded emulator
 #   make test    run the test suite
 #   make check   format check, lint, types, tests (what CI runs)
+#   make bench   measure request counts and timings per provider operation (prints figures)
 PYTHON ?= python3
 UV_VERSION := 0.13.8
 TOOLS := .tools
@@ -10,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n auto
 
 .PHONY: install demo test lint types fmt check bench clean emulator
 
@@ -48,7 +49,7 @@ fmt: install
 check: lint types test
 
 bench: install
-	$(BIN)/python -m tests.bench
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

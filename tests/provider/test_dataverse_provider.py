@@ -212,9 +212,12 @@ def test_a_business_unit_left_out_means_root_and_never_shows_as_a_change(
     assert read_inputs is not None
     # the root unit named explicitly is the same unit: no change either
     assert not host.diff(user_id, read_outs, {**props, "business_unit": ENVIRONMENT}).has_changes
-    # but a user moved out of the root behind our back is drift
-    emulator.dataverse(ENVIRONMENT).move_business_unit(user_id, "animal-health")
+    # but a user moved out of the root behind our back is drift, even with the same role names re-granted there
+    state = emulator.dataverse(ENVIRONMENT)
+    state.move_business_unit(user_id, "animal-health")
+    state.associate(user_id, state.role_id("Basic User", "animal-health"))
     _, moved_outs, _ = host.read(user_id, outs, props)
+    assert moved_outs["security_roles"] == ["Basic User"] and moved_outs["root_business_unit"] is False
     assert host.diff(user_id, moved_outs, props).has_changes
 
 
