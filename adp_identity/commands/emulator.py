@@ -1,7 +1,8 @@
 """``adp-identity emulator``: run the local Entra ID + Dataverse Web API emulator in the foreground.
 
-It prints shell ``export`` lines (the deploying identity of each tenant, then the environments' URLs) so that
-another terminal can ``eval`` them and run the real tools against it, and writes the full description
+It prints shell ``export`` lines (the deploying identity of one tenant — ``--tenant``, by default the seed's
+first — with every other tenant's lines commented out, then the environments' URLs) so that another terminal can
+``eval`` them and run the real tools against it, and writes the full description
 (every identity, its secret / certificate / federated token file) to ``--json-file`` for programs. It stops
 cleanly on Ctrl-C or SIGTERM. A seed the emulator cannot use is one line and exit code 2.
 """
@@ -40,13 +41,24 @@ from adp_identity.emulator import DEFAULT_SEED, Emulator, SeedError, load_seed
     default=None,
     help="Where the CA, certificates and token files go (default: a temporary directory, removed on exit).",
 )
+@click.option(
+    "--tenant",
+    default=None,
+    help="Whose deploying identity the export lines set (default: the seed's first tenant, DefraDev).",
+)
 @click.pass_context
-def command(ctx: click.Context, seed_path: Path | None, json_file: Path | None, state_dir: Path | None) -> None:
+def command(
+    ctx: click.Context, seed_path: Path | None, json_file: Path | None, state_dir: Path | None, tenant: str | None
+) -> None:
     """Run the emulator on 127.0.0.1 until Ctrl-C / SIGTERM."""
     try:
         seed = load_seed(seed_path or DEFAULT_SEED)
     except SeedError as exc:
         click.echo(f"error: {exc}", err=True)
+        ctx.exit(2)
+    names = [t.name for t in seed.tenants]
+    if tenant is not None and tenant not in names:
+        click.echo(f"error: --tenant: no tenant named {tenant!r} in the seed; allowed: {', '.join(names)}", err=True)
         ctx.exit(2)
     stop = threading.Event()
 
@@ -63,7 +75,7 @@ def command(ctx: click.Context, seed_path: Path | None, json_file: Path | None, 
         except OSError as exc:
             click.echo(f"error: cannot start the emulator: {exc.strerror or exc}", err=True)
             ctx.exit(1)
-        for line in export_lines(emulator, json_file):
+        for line in export_lines(emulator, json_file, tenant=tenant):
             click.echo(line)
         click.echo(
             f"emulator running on 127.0.0.1 ({len(emulator.info['environments'])} environments); Ctrl-C to stop",
@@ -78,24 +90,27 @@ def command(ctx: click.Context, seed_path: Path | None, json_file: Path | None, 
     click.echo("emulator stopped", err=True)
 
 
-def export_lines(emulator: Emulator, json_file: Path | None = None) -> list[str]:
-    """Shell lines: a comment and the AZURE_* variables per tenant, then one URL variable per environment."""
+def export_lines(emulator: Emulator, json_file: Path | None = None, *, tenant: str | None = None) -> list[str]:
+    """Shell lines: the AZURE_* variables of one tenant's deploying identity (the others commented out, so that a
+    shell never silently ends up with the last tenant's), then one URL variable per environment."""
     info = emulator.info
+    chosen = tenant or info["tenants"][0]["name"]
     where = f"; details in {json_file}" if json_file is not None else ""
     lines = [f"# adp-identity emulator: authority {info['authority_host']}, CA {info['ca_bundle']}{where}"]
-    for tenant in info["tenants"]:
-        identity = emulator.identity(tenant["name"])
+    for entry in info["tenants"]:
+        identity = emulator.identity(entry["name"])
         if "federated_token_file" not in identity:
             lines.append(
-                f"# tenant {tenant['name']} ({tenant['id']}): its deploying identity has no federated credential"
+                f"# tenant {entry['name']} ({entry['id']}): its deploying identity has no federated credential"
             )
             continue
         lines.append(
-            f"# tenant {tenant['name']} ({tenant['id']}): deploying identity {identity['name']} "
+            f"# tenant {entry['name']} ({entry['id']}): deploying identity {identity['name']} "
             "(workload identity federation)"
         )
-        for name, value in emulator.credential_env(tenant["name"]).items():
-            lines.append(f"export {name}={shlex.quote(value)}")
+        prefix = "" if entry["name"] == chosen else "# "
+        for name, value in emulator.credential_env(entry["name"]).items():
+            lines.append(f"{prefix}export {name}={shlex.quote(value)}")
     lines.append("# Dataverse environments")
     for env in info["environments"]:
         variable = "DATAVERSE_URL_" + re.sub(r"[^A-Z0-9]+", "_", env["name"].upper())

@@ -73,8 +73,9 @@ def test_runs_in_the_foreground_and_stops_cleanly(tmp_path: Path, stop_signal: s
         deployers = [
             i for i in info["identities"] if "federated_token_file" in i and i["name"] == "adp-identity-pipeline"
         ]
-        assert exports["AZURE_CLIENT_ID"] == deployers[-1]["client_id"]  # the last tenant's lines win in a shell
-        assert exports["AZURE_FEDERATED_TOKEN_FILE"] == deployers[-1]["federated_token_file"]
+        assert exports["AZURE_CLIENT_ID"] == deployers[0]["client_id"]  # the first tenant by default; others commented
+        assert exports["AZURE_FEDERATED_TOKEN_FILE"] == deployers[0]["federated_token_file"]
+        assert f"# export AZURE_CLIENT_ID={deployers[-1]['client_id']}" in lines
         assert f"export DATAVERSE_URL_DEFRADEV_DEV={info['environments'][0]['url']}  # tenant DefraDev" in lines
         secrets = [i["secret"] for i in info["identities"] if "secret" in i]
         assert secrets and not any(secret in "\n".join(lines) for secret in secrets)
