@@ -13,7 +13,7 @@ from typing import Any
 
 import pulumi
 
-from adp_identity.desired import DesiredState, DesiredStateErrors, desired_state_from_pulumi_config
+from adp_identity.desired import DesiredState, DesiredStateErrors, desired_state_from_pulumi_config, load_stack
 from adp_identity.desired import naming as adp
 from infra.program import build_stack
 from infra.project import Project, ProjectNotFound, find_project
@@ -47,8 +47,13 @@ def load_desired_state(project: Project) -> DesiredState:
             f"{shown}/: directory not found, so no service would be kept; allowed: the stack's service files "
             f"directory (keep it, with a .gitkeep, even when it has no services)"
         )
-    values, secret_keys = _pulumi_config()
     try:
+        if (project.stack_config_dir / f"Pulumi.{stack}.yaml").is_file():
+            # The files first, through the very loader `adp-identity validate` uses: the same messages, with file
+            # and line, as the pull request's validate step printed.
+            load_stack(project.stack_config_dir, stack)
+        # Then what Pulumi hands the program (the stack file plus any `pulumi config` given another way).
+        values, secret_keys = _pulumi_config()
         return desired_state_from_pulumi_config(stack, values, secret_keys, project.stack_config_dir)
     except DesiredStateErrors as exc:
         count = len(exc)

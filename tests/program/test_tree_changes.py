@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pulumi
@@ -33,8 +34,13 @@ def test_removing_a_service_file_removes_exactly_its_resources(tmp_path: Path, s
 
     removed = "ffc-pay-web"
     (stacks_dir / stack / f"{removed}.yaml").unlink()
-    # as `pulumi config rm`: the loader refuses a secret no service declares any more
-    after = mocks.run_program(root, stack, config.without(f"adp-identity:secret-{removed}-session-cookie-password"))
+    # as `pulumi config rm` (the loader refuses a secret no service declares any more): out of the stack file too
+    key = f"adp-identity:secret-{removed}-session-cookie-password"
+    stack_file = stacks_dir / f"Pulumi.{stack}.yaml"
+    text, count = re.subn(rf"\n  {re.escape(key)}:\n    secure: [^\n]*", "", stack_file.read_text(encoding="utf-8"))
+    assert count == 1
+    stack_file.write_text(text, encoding="utf-8")
+    after = mocks.run_program(root, stack, config.without(key))
     assert after.error is None
 
     service = before.named(SERVICE, removed)
