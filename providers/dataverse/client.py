@@ -23,10 +23,11 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 
+from providers._origin import https_origin
 from providers.dataverse._batch import BatchRequest, BatchResponse, decode_batch_response, encode_change_set
 from providers.dataverse._token import (
     TOKENS,
@@ -63,13 +64,7 @@ _ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
 
 def environment_origin(environment_url: str) -> str:
     """``https://org.crm11.dynamics.com/main.aspx?...`` -> ``https://org.crm11.dynamics.com``."""
-    parts = urlsplit(environment_url.strip())
-    if parts.scheme.lower() != "https" or not parts.hostname:
-        raise ValueError(f"a Dataverse environment URL must be https://<host> (got {environment_url!r})")
-    host = parts.hostname.lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    return f"https://{host}:{parts.port}" if parts.port and parts.port != 443 else f"https://{host}"
+    return https_origin(environment_url, what="a Dataverse environment URL", example="https://org.crm11.dynamics.com")
 
 
 def _query(*pairs: tuple[str, str]) -> str:

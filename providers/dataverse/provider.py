@@ -18,12 +18,10 @@ How the engine runs it (docs/reference/pulumi-dynamic-providers.md):
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import pulumi
 from pulumi.dynamic import (
@@ -38,6 +36,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from providers._dynamic import ProcessClients, is_unknown
+from providers._origin import https_origin
 from providers.dataverse.client import DataverseClient
 from providers.dataverse.models import name_key
 from providers.dataverse.reconcile import ActualUser, DesiredUser, ensure, revoke
@@ -46,23 +46,14 @@ TYPE_TOKEN = "pulumi-python:dynamic/dataverse:ApplicationUser"
 INPUT_KEYS = ("environment_url", "application_id", "security_roles", "business_unit", "disabled")
 REPLACE_KEYS = ("environment_url", "application_id")
 
-_clients: dict[str, DataverseClient] = {}
-_clients_lock = threading.Lock()
+_CLIENTS: ProcessClients[DataverseClient] = ProcessClients()
 
 
 def _client(environment_url: str, max_retry_wait: float) -> DataverseClient:
     """One client per environment per provider-host process (token and role catalog caches live in it)."""
-    with _clients_lock:
-        client = _clients.get(environment_url)
-        if client is None:
-            client = DataverseClient(environment_url, max_retry_wait=max_retry_wait)
-            _clients[environment_url] = client
-        return client
-
-
-def _is_unknown(value: Any) -> bool:
-    """Unknown values during preview: the engine's sentinel, or the SDK's Unknown type."""
-    return value == pulumi.runtime.rpc.UNKNOWN or type(value).__name__ == "Unknown"
+    return _CLIENTS.get(
+        (environment_url, max_retry_wait), lambda: DataverseClient(environment_url, max_retry_wait=max_retry_wait)
+    )
 
 
 # -- normalisation (check) ------------------------------------------------------------------------------------
@@ -71,15 +62,7 @@ def _is_unknown(value: Any) -> bool:
 def normalise_environment_url(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be the environment's https URL, e.g. https://org.crm11.dynamics.com")
-    parts = urlsplit(value.strip())
-    if parts.scheme.lower() != "https" or not parts.hostname:
-        raise ValueError(f"must be an https URL (got {value!r}), e.g. https://org.crm11.dynamics.com")
-    if parts.username or parts.password:
-        raise ValueError("must not carry credentials")
-    host = parts.hostname.lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    return f"https://{host}:{parts.port}" if parts.port and parts.port != 443 else f"https://{host}"
+    return https_origin(value, what="the environment URL", example="https://org.crm11.dynamics.com")
 
 
 def normalise_guid(value: Any) -> str:
@@ -99,7 +82,7 @@ def normalise_roles(value: Any) -> list[Any]:
     names: dict[str, str] = {}  # name_key -> the first spelling declared
     unknowns: list[Any] = []
     for item in value:
-        if _is_unknown(item):
+        if is_unknown(item):
             unknowns.append(item)
             continue
         if not isinstance(item, str) or not item.strip():
@@ -130,7 +113,7 @@ def check_inputs(news: Mapping[str, Any]) -> tuple[dict[str, Any], list[CheckFai
         if key in ("environment_url", "application_id") and value is None:
             failures.append(CheckFailure(key, f"{key} is required"))
             continue
-        if _is_unknown(value):
+        if is_unknown(value):
             inputs[key] = value
             continue
         try:
@@ -141,7 +124,7 @@ def check_inputs(news: Mapping[str, Any]) -> tuple[dict[str, Any], list[CheckFai
         if normalised is not None:
             inputs[key] = normalised
     disabled = news.get("disabled", False)
-    if _is_unknown(disabled) or isinstance(disabled, bool):
+    if is_unknown(disabled) or isinstance(disabled, bool):
         inputs["disabled"] = disabled
     else:
         failures.append(CheckFailure("disabled", f"disabled must be true or false (got {disabled!r})"))
@@ -198,14 +181,14 @@ def inputs_from_actual(olds: Mapping[str, Any], actual: ActualUser) -> dict[str,
 
 
 def _same_roles(old: Any, new: Any) -> bool:
-    if _is_unknown(new) or (isinstance(new, list) and any(_is_unknown(x) for x in new)):
+    if is_unknown(new) or (isinstance(new, list) and any(is_unknown(x) for x in new)):
         return False
     return {name_key(str(x)) for x in (old or [])} == {name_key(str(x)) for x in (new or [])}
 
 
 def _business_unit_changed(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
     new = news.get("business_unit")
-    if _is_unknown(new):
+    if is_unknown(new):
         return True
     if new is None:
         # left out = root: a change only if the user does not sit in the root unit now
@@ -219,14 +202,14 @@ def diff_properties(olds: Mapping[str, Any], news: Mapping[str, Any]) -> tuple[l
     changed: list[str] = []
     for key in REPLACE_KEYS:
         new = news.get(key)
-        if _is_unknown(new) or str(olds.get(key, "")).casefold() != str(new or "").casefold():
+        if is_unknown(new) or str(olds.get(key, "")).casefold() != str(new or "").casefold():
             changed.append(key)
     if not _same_roles(olds.get("security_roles"), news.get("security_roles")):
         changed.append("security_roles")
     if _business_unit_changed(olds, news):
         changed.append("business_unit")
     new_disabled = news.get("disabled", False)
-    if _is_unknown(new_disabled) or bool(olds.get("disabled", False)) != bool(new_disabled):
+    if is_unknown(new_disabled) or bool(olds.get("disabled", False)) != bool(new_disabled):
         changed.append("disabled")
     replaces = [key for key in changed if key in REPLACE_KEYS]
     return changed, replaces

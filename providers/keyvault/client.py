@@ -30,6 +30,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from azure.core.credentials import TokenCredential
 
+from providers._origin import https_origin
 from providers.keyvault.errors import (
     BadRequest,
     CertificateNotFound,
@@ -104,13 +105,7 @@ def default_credential() -> TokenCredential:
 
 def vault_origin(vault_url: str) -> str:
     """``https://name.vault.azure.net[:port]`` from any URL of the vault (path, query and slash dropped)."""
-    parts = urlsplit(vault_url.strip())
-    if parts.scheme.lower() != "https" or not parts.hostname:
-        raise ValueError(f"vault URL must be https://<vault>.vault.azure.net (got {vault_url!r})")
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    return f"https://{host}" + (f":{parts.port}" if parts.port and parts.port != 443 else "")
+    return https_origin(vault_url, what="vault URL", example="https://<vault>.vault.azure.net")
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +52,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from providers._dynamic import ProcessClients, is_unknown
 from providers.keyvault.client import KeyVaultCertificatesClient, vault_origin
 from providers.keyvault.errors import CertificateNotFound
 from providers.keyvault.models import CertificatePolicy, CertificateVersion
@@ -84,23 +84,12 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-_clients: dict[str, KeyVaultCertificatesClient] = {}
-_clients_lock = threading.Lock()
+_CLIENTS: ProcessClients[KeyVaultCertificatesClient] = ProcessClients()
 
 
 def _client(vault_url: str) -> KeyVaultCertificatesClient:
     """One client per vault per provider-host process (the token cache is shared by all of them)."""
-    with _clients_lock:
-        client = _clients.get(vault_url)
-        if client is None:
-            client = KeyVaultCertificatesClient(vault_url)
-            _clients[vault_url] = client
-        return client
-
-
-def _is_unknown(value: Any) -> bool:
-    """Unknown during preview: the engine's sentinel string, or the SDK's Unknown type in-process."""
-    return value == pulumi.runtime.rpc.UNKNOWN or type(value).__name__ == "Unknown"
+    return _CLIENTS.get(vault_url, lambda: KeyVaultCertificatesClient(vault_url))
 
 
 # -- normalisation (check) ------------------------------------------------------------------------------------
@@ -215,7 +204,7 @@ def _outputs(desired: DesiredCertificate, slots: Slots, current_version: str | N
 
 
 def _changed(key: str, old: Any, new: Any) -> bool:
-    if _is_unknown(new):
+    if is_unknown(new):
         return True
     if key in ("validity_months", "renew_before_days"):
         try:
@@ -233,7 +222,7 @@ class KeyVaultCertificateProvider(ResourceProvider):
         failures: list[CheckFailure] = []
         for key, normalise in _NORMALISERS.items():
             value = news.get(key)
-            if _is_unknown(value):
+            if is_unknown(value):
                 continue
             if value is None and key in _DEFAULTS:
                 inputs[key] = _DEFAULTS[key]
@@ -265,7 +254,7 @@ class KeyVaultCertificateProvider(ResourceProvider):
         due = False
         if not replaces:
             days = news.get("renew_before_days")
-            if _is_unknown(days):
+            if is_unknown(days):
                 days = olds.get("renew_before_days", DEFAULT_RENEW_BEFORE_DAYS)
             try:
                 due = renewal_due(slots_from_outputs(olds), _whole_number(days), now())

@@ -54,7 +54,7 @@ def vault(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> InProcessVault:
     TOKENS._tokens.clear()
     vault = InProcessVault()
     vault.state.clock = clock  # the vault issues certificates at the same "now" the provider sees
-    monkeypatch.setitem(provider_module._clients, VAULT_URL, vault.client())
+    monkeypatch.setitem(provider_module._CLIENTS.clients, VAULT_URL, vault.client())
     return vault
 
 
@@ -181,7 +181,7 @@ def test_create_makes_two_versions_slot_a_then_b(provider: KeyVaultCertificatePr
 
 
 def test_create_adopts_what_a_failed_attempt_left(provider: KeyVaultCertificateProvider, vault: InProcessVault) -> None:
-    client = provider_module._clients[VAULT_URL]
+    client = provider_module._CLIENTS.clients[VAULT_URL]
     left = client.create_version(NAME, CertificatePolicy("CN=ADP-FFC-PayBatch", 12)).version
     outs = provider.create(dict(INPUTS)).outs
     assert outs is not None
@@ -205,7 +205,7 @@ def test_create_retried_after_both_versions_exist_creates_nothing(
 def test_create_waits_for_a_create_left_in_progress(
     provider: KeyVaultCertificateProvider, vault: InProcessVault
 ) -> None:
-    client = provider_module._clients[VAULT_URL]
+    client = provider_module._CLIENTS.clients[VAULT_URL]
     vault.state.polls_before_completion = 2
     client.begin_create(NAME, CertificatePolicy("CN=ADP-FFC-PayBatch", 12))
     vault.state.polls_before_completion = 0
@@ -219,7 +219,7 @@ def test_create_waits_for_a_create_left_in_progress(
 def test_create_does_not_adopt_unusable_versions(
     provider: KeyVaultCertificateProvider, vault: InProcessVault, clock: Clock, reason: str
 ) -> None:
-    client = provider_module._clients[VAULT_URL]
+    client = provider_module._CLIENTS.clients[VAULT_URL]
     subject = "CN=Someone-Else" if reason == "other-subject" else "CN=ADP-FFC-PayBatch"
     months = 1 if reason == "in-window" else 12
     old = client.create_version(NAME, CertificatePolicy(subject, months)).version
@@ -372,7 +372,7 @@ def test_update_fills_a_slot_disabled_behind_our_back(
     provider: KeyVaultCertificateProvider, vault: InProcessVault
 ) -> None:
     olds = _created(provider)
-    provider_module._clients[VAULT_URL].set_enabled(NAME, olds["slot_a"]["version"], False)
+    provider_module._CLIENTS.clients[VAULT_URL].set_enabled(NAME, olds["slot_a"]["version"], False)
     outs = provider.update(ID, olds, dict(INPUTS)).outs
     assert outs is not None
     assert outs["slot_a"]["version"] == _versions(vault)[2]
@@ -398,7 +398,7 @@ def test_read_gone(provider: KeyVaultCertificateProvider, vault: InProcessVault)
 
 def test_read_empties_a_disabled_slot(provider: KeyVaultCertificateProvider, vault: InProcessVault) -> None:
     olds = _created(provider)
-    provider_module._clients[VAULT_URL].set_enabled(NAME, olds["slot_a"]["version"], False)
+    provider_module._CLIENTS.clients[VAULT_URL].set_enabled(NAME, olds["slot_a"]["version"], False)
     outs = provider.read(ID, dict(olds)).outs
     assert outs is not None
     assert outs["slot_a"] is None and outs["slot_b"] == olds["slot_b"]
@@ -410,7 +410,9 @@ def test_read_puts_a_version_made_behind_our_back_into_the_older_slot(
 ) -> None:
     olds = _created(provider)
     clock.at = T0 + dt.timedelta(days=1)
-    manual = provider_module._clients[VAULT_URL].create_version(NAME, CertificatePolicy("CN=ADP-FFC-PayBatch", 12))
+    manual = provider_module._CLIENTS.clients[VAULT_URL].create_version(
+        NAME, CertificatePolicy("CN=ADP-FFC-PayBatch", 12)
+    )
     outs = provider.read(ID, dict(olds)).outs
     assert outs is not None
     assert outs["current_version"] == manual.version
@@ -419,7 +421,7 @@ def test_read_puts_a_version_made_behind_our_back_into_the_older_slot(
 
 
 def test_read_of_an_imported_certificate(provider: KeyVaultCertificateProvider, vault: InProcessVault) -> None:
-    client = provider_module._clients[VAULT_URL]
+    client = provider_module._CLIENTS.clients[VAULT_URL]
     made = [client.create_version(NAME, CertificatePolicy("CN=Imported", 6, 14)).version for _ in range(3)]
     result = provider.read(ID, {})
     assert result.id == ID
