@@ -126,3 +126,12 @@ def test_the_correctness_check_finds_what_differs_from_the_declaration() -> None
     assert any("disabled=True" in p for p in problems(state, desired))
     assert problems(state, DesiredUser("https://env.example", app, None, frozenset({"Basic User"})))  # wrong unit
     assert duplicate_users(state, [app, other]) == 0
+
+
+def test_emulator_figures_are_measured() -> None:
+    from bench.emulator import measure
+
+    figures = measure(5)
+    assert figures["requests"] == 5
+    assert figures["get_median_ms"] > 0 and figures["get_p95_ms"] >= figures["get_median_ms"]
+    assert figures["start_ms"] > 0
