@@ -15,7 +15,6 @@ Retry rules (powerapps-docs ``api-limits`` and ``compose-http-requests-handle-er
 
 from __future__ import annotations
 
-import email.utils
 import json
 import random
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import requests
 import urllib3.exceptions
 
+from providers._retry_after import retry_after
 from providers.dataverse.errors import (
     ConnectionFailed,
     DataverseError,
@@ -90,21 +90,6 @@ def _never_sent(exc: BaseException) -> bool:
             return True
         stack += [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
     return False
-
-
-def _retry_after(response: requests.Response, now: Callable[[], float]) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, float(when.timestamp()) - now())
 
 
 def error_body(response: requests.Response) -> tuple[str | None, str]:
@@ -193,7 +178,7 @@ class Transport:
                 token_refreshed = True
                 continue
             if status in (429, 503):
-                asked = _retry_after(response, self._clock)
+                asked = retry_after(response.headers, self._clock)
                 delay = asked if asked is not None else self._backoff(failures)
                 if waited + delay > self._max_retry_wait or throttled >= MAX_THROTTLED_RETRIES:
                     raise Throttled(

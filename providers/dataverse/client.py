@@ -10,8 +10,8 @@ the statuses it accepts; anything else becomes a typed error from ``errors.py``.
 * any role change set (k added, m removed): 1 request — a single ``$ref`` POST/DELETE, or one ``$batch`` change
   set, which Dataverse applies atomically.
 
-Retries, throttling and the never-replay-a-POST rule live in ``_transport.py``; tokens in ``_token.py``. This
-module imports no Pulumi: the dynamic provider and the CLI share it.
+Retries, throttling and the never-replay-a-POST rule live in ``_transport.py``; tokens in ``providers/_identity.py``
+(shared with the Key Vault client). This module imports no Pulumi: the dynamic provider and the CLI share it.
 """
 
 from __future__ import annotations
@@ -27,18 +27,11 @@ from urllib.parse import quote
 
 import requests
 
+from providers._identity import TOKENS, CredentialFailed, TokenCache, TokenCredential, bearer_token, refuse_token
 from providers._origin import https_origin
 from providers.dataverse._batch import BatchRequest, BatchResponse, decode_batch_response, encode_change_set
-from providers.dataverse._token import (
-    TOKENS,
-    TokenCache,
-    TokenCredential,
-    default_credential,
-    environment_identity,
-    fetch_token,
-)
 from providers.dataverse._transport import API_PATH, Call, Transport, json_body
-from providers.dataverse.errors import DataverseError, UnexpectedResponse, error_for_status
+from providers.dataverse.errors import DataverseError, Unauthorized, UnexpectedResponse, error_for_status, one_line
 from providers.dataverse.models import (
     ActualUser,
     RoleCatalog,
@@ -142,17 +135,15 @@ class DataverseClient:
 
     # -- tokens ------------------------------------------------------------------------------------------------
 
-    def _token_key(self) -> tuple[Any, ...]:
-        if self._credential is not None:
-            return ("credential", self._credential, self.scope)
-        return ("default", environment_identity(), self.scope)
-
     def _token(self) -> str:
-        credential = self._credential
-        return TOKENS.token(self._token_key(), lambda: fetch_token(credential or default_credential(), self.scope))
+        """The process-wide token for this environment; a credential that fails is a one-line ``Unauthorized``."""
+        try:
+            return bearer_token(self._credential, self.scope)
+        except CredentialFailed as failed:
+            raise Unauthorized(f"could not get a token for {failed.scope}: {one_line(failed.detail, 300)}") from None
 
     def _invalidate_token(self, token: str) -> None:
-        TOKENS.invalidate(self._token_key(), token)
+        refuse_token(self._credential, self.scope, token)
 
     # -- reads -------------------------------------------------------------------------------------------------
 

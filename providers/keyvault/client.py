@@ -6,10 +6,10 @@ calls. It never fetches a secret: the private key of a certificate stays in Key 
 metadata and the public ``cer`` pass through here.
 
 Behaviour:
-- Token: ``DefaultAzureCredential`` built lazily, once per process, when no credential is handed in
-  (ADR 6: ``disable_instance_discovery`` when ``AZURE_AUTHORITY_HOST`` is not Microsoft's). One token per
-  (credential, scope) per process, shared by every client and thread, refreshed five minutes before expiry;
-  a ``401`` drops it and retries once with a fresh one.
+- Token (``providers/_identity.py``, shared with the Dataverse client): ``DefaultAzureCredential`` built lazily,
+  once per process and ``AZURE_*`` identity, when no credential is handed in (ADR 6: ``disable_instance_discovery``
+  when ``AZURE_AUTHORITY_HOST`` is not Microsoft's). One token per (identity, scope) per process, shared by every
+  client and thread, refreshed five minutes before expiry; a ``401`` drops it and retries once with a fresh one.
 - Throttling and outages: ``429``/``503`` (and ``502``/``504`` and lost connections for reads) are retried,
   honouring ``Retry-After``, until ``max_retry_wait`` seconds of waiting are spent; then a typed error.
 - Create is a long-running operation: ``create_version`` starts it, polls ``/pending`` (honouring
@@ -19,18 +19,16 @@ Behaviour:
 
 from __future__ import annotations
 
-import email.utils
-import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from azure.core.credentials import TokenCredential
 
+from providers._identity import CredentialFailed, TokenCredential, bearer_token, refuse_token
 from providers._origin import https_origin
+from providers._retry_after import retry_after
 from providers.keyvault.errors import (
     BadRequest,
     CertificateNotFound,
@@ -48,78 +46,13 @@ from providers.keyvault.models import CertificateOperation, CertificatePolicy, C
 
 SCOPE = "https://vault.azure.net/.default"
 API_VERSION = "7.4"
-REFRESH_MARGIN = 300  # seconds before expiry a cached token is replaced
-_MICROSOFT_AUTHORITIES = (
-    "login.microsoftonline.com",
-    "login.microsoftonline.us",
-    "login.chinacloudapi.cn",
-    "login.partner.microsoftonline.cn",
-)
 _RETRY_STATUSES = {429, 502, 503, 504}
 _SAFE_TO_REPEAT = {"GET", "PATCH"}  # PATCH of attributes is idempotent; POST create is not
-
-
-class TokenCache:
-    """One bearer token per (credential, scope) per process; thread-safe; refreshed near expiry."""
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._tokens: dict[tuple[int, str], tuple[TokenCredential, str, float]] = {}
-
-    def token(self, credential: TokenCredential, scope: str) -> str:
-        key = (id(credential), scope)
-        with self._lock:
-            cached = self._tokens.get(key)
-            if cached is not None and cached[0] is credential and cached[2] - self._clock() > REFRESH_MARGIN:
-                return cached[1]
-            access = credential.get_token(scope)
-            self._tokens[key] = (credential, access.token, float(access.expires_on))
-            return access.token
-
-    def forget(self, credential: TokenCredential, scope: str) -> None:
-        with self._lock:
-            self._tokens.pop((id(credential), scope), None)
-
-
-TOKENS = TokenCache()
-_default_credential: TokenCredential | None = None
-_default_credential_lock = threading.Lock()
-
-
-def default_credential() -> TokenCredential:
-    """The process's ``DefaultAzureCredential``, built on first use (never at import, never pickled)."""
-    global _default_credential  # noqa: PLW0603 - one credential per process, by design
-    with _default_credential_lock:
-        if _default_credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            authority = os.environ.get("AZURE_AUTHORITY_HOST", "")
-            host = (urlsplit(authority).hostname or "") if authority else ""
-            kwargs: dict[str, Any] = {}
-            if host and host.lower() not in _MICROSOFT_AUTHORITIES:
-                kwargs["disable_instance_discovery"] = True
-            _default_credential = DefaultAzureCredential(**kwargs)
-        return _default_credential
 
 
 def vault_origin(vault_url: str) -> str:
     """``https://name.vault.azure.net[:port]`` from any URL of the vault (path, query and slash dropped)."""
     return https_origin(vault_url, what="vault URL", example="https://<vault>.vault.azure.net")
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    raw = headers.get("Retry-After")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    if raw.replace(".", "", 1).isdigit():
-        return float(raw)
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class KeyVaultCertificatesClient:
@@ -173,7 +106,7 @@ class KeyVaultCertificatesClient:
     # -- create (long-running) ------------------------------------------------------------------------------
     def begin_create(self, name: str, policy: CertificatePolicy) -> CertificateOperation:
         body, headers = self._request("POST", f"/certificates/{quote(name)}/create", json={"policy": policy.to_json()})
-        return CertificateOperation.from_json(name, body, _retry_after(headers))
+        return CertificateOperation.from_json(name, body, retry_after(headers))
 
     def get_operation(self, name: str) -> CertificateOperation | None:
         """The certificate's last create operation, or None when it has none (or does not exist)."""
@@ -181,7 +114,7 @@ class KeyVaultCertificatesClient:
             body, headers = self._request("GET", f"/certificates/{quote(name)}/pending")
         except CertificateNotFound:
             return None
-        return CertificateOperation.from_json(name, body, _retry_after(headers))
+        return CertificateOperation.from_json(name, body, retry_after(headers))
 
     def wait_for_operation(self, name: str) -> CertificateOperation | None:
         """Poll ``/pending`` until it is no longer in progress; ``OperationFailed`` / ``OperationTimedOut``."""
@@ -245,11 +178,12 @@ class KeyVaultCertificatesClient:
             raise KeyVaultError(f"refusing a nextLink to another host: {parts.netloc}", vault=self.vault)
         return link
 
-    def _token(self, *, fresh: bool = False) -> str:
-        credential = self._credential or default_credential()
-        if fresh:
-            TOKENS.forget(credential, SCOPE)
-        return TOKENS.token(credential, SCOPE)
+    def _token(self) -> str:
+        """The process-wide vault token; a credential that fails is a one-line ``Unauthorized`` naming the vault."""
+        try:
+            return bearer_token(self._credential, SCOPE)
+        except CredentialFailed as failed:
+            raise Unauthorized(f"could not get a token for {failed.scope}: {failed.detail}", vault=self.vault) from None
 
     def _request(
         self,
@@ -297,13 +231,14 @@ class KeyVaultCertificatesClient:
                 ) from None
             if resp.status_code == 401 and not refreshed:
                 refreshed = True
-                token = self._token(fresh=True)
+                refuse_token(self._credential, SCOPE, token)
+                token = self._token()
                 continue
             retryable = resp.status_code in (429, 503) or (
                 resp.status_code in _RETRY_STATUSES and method in _SAFE_TO_REPEAT
             )
             if retryable:
-                advised = _retry_after(resp.headers)
+                advised = retry_after(resp.headers)
                 delay = advised if advised is not None else min(2.0 ** (attempt - 1), 10.0)
                 if waited + delay <= self.max_retry_wait:
                     self._sleep(delay)

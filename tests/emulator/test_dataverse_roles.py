@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.emulator.dataverse_helpers import API, DEPLOYER, DISABLED_APP, ORIGIN, PAYMENTS, READER, DataverseHarness, q
+from tests.emulator.dataverse_helpers import (
+    ADMIN_APP,
+    API,
+    DEPLOYER,
+    DISABLED_APP,
+    ORIGIN,
+    PAYMENTS,
+    READER,
+    DataverseHarness,
+    q,
+)
 
 
 @pytest.fixture
@@ -190,3 +200,28 @@ def test_moved_user_gets_roles_only_from_its_new_unit(dv: DataverseHarness) -> N
     assert dv.state.role_names(user_id) == []
     assert _assoc(dv, user_id, dv.role_url("Basic User"))[0] == 400
     assert _assoc(dv, user_id, dv.role_url("Basic User", "ffc-payments")) == (204, None)
+
+
+def test_a_caller_cannot_hand_out_a_role_with_privileges_it_does_not_hold() -> None:
+    """Privilege elevation is refused: the least-privilege deploying role can never grant System Administrator."""
+    dv = DataverseHarness()
+    user_id = dv.user_id(READER)
+    unit = dv.state.user(user_id).business_unit_id
+    for role_name in ("System Administrator",):
+        role = dv.state.role_id(role_name, unit)
+        reply = dv.call(
+            "POST",
+            f"systemusers({user_id})/systemuserroles_association/$ref",
+            {"@odata.id": dv.role_url(role_name, unit)},
+        )
+        assert reply.status == 403 and reply.error["code"] == "0x80040220"
+        assert role_name in reply.error["message"] and "prvDeleteUser" in reply.error["message"]
+        assert role not in {r.id for r in dv.state.roles_of(user_id)}
+    # a System Administrator caller holds every privilege, so it can
+    granted = dv.call(
+        "POST",
+        f"systemusers({user_id})/systemuserroles_association/$ref",
+        {"@odata.id": dv.role_url("System Administrator", unit)},
+        app=ADMIN_APP,
+    )
+    assert granted.status == 204

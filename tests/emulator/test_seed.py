@@ -50,7 +50,11 @@ def test_default_seed_is_shaped_like_adp() -> None:
             assert {"ffc-payments", "animal-health"} <= {u.name for u in env.business_units}
             roles = {r.name: r for r in env.roles}
             assert catalog <= set(roles)
-            assert roles["ADP Identity Manager"].privileges == MANAGER_PRIVILEGES
+            manager = set(roles["ADP Identity Manager"].privileges)
+            assert manager >= set(MANAGER_PRIVILEGES)  # user and role management...
+            for service_role in ("FFC Payments Reader", "FFC Payments Writer", "AHWR Claims Processor"):
+                assert manager >= set(roles[service_role].privileges)  # ...and what it hands out (no elevation)
+            assert "prvDeleteUser" not in manager
             assert {"FFC Payments Reader", "FFC Payments Writer", "AHWR Claims Processor"} <= set(roles)
             users = {u.application: u for u in env.application_users}
             assert users["adp-identity-pipeline"].roles == ("ADP Identity Manager",)

@@ -382,3 +382,15 @@ def test_nothing_secret_in_the_serialized_provider_or_outputs(emulator: Emulator
     for secretish in (federated.encode(), b"Bearer", b"eyJ"):
         assert secretish not in blob
         assert secretish.decode() not in repr(outs)
+
+
+def test_the_least_privilege_pipeline_cannot_grant_system_administrator(emulator: Emulator, host: ProviderHost) -> None:
+    """Dataverse refuses privilege elevation: a role is only handed out by a caller holding all its privileges."""
+    props = checked(host, declared(emulator, BATCH, ["Basic User", "System Administrator"]))
+    with pytest.raises(ProviderCallError) as failure:
+        host.create(props)
+    message = failure.value.last_line
+    assert "System Administrator" in message and "403" in message and "0x80040220" in message
+    assert "eyJ" not in failure.value.details  # no token in what the engine shows
+    user = emulator.dataverse(ENVIRONMENT).user_by_application_id(app(emulator, BATCH))
+    assert user is None or "System Administrator" not in emulator.dataverse(ENVIRONMENT).role_names(user.id)

@@ -12,8 +12,9 @@ import pytest
 import requests
 from cryptography import x509
 
-import providers.keyvault.client as client_module
-from providers.keyvault.client import TOKENS, KeyVaultCertificatesClient, TokenCache, vault_origin
+from providers import _identity
+from providers._identity import TOKENS
+from providers.keyvault.client import SCOPE, KeyVaultCertificatesClient, vault_origin
 from providers.keyvault.errors import (
     CertificateNotFound,
     ConnectionFailed,
@@ -34,7 +35,7 @@ NAME = "ffc-pay-batch-app-cert"
 
 @pytest.fixture(autouse=True)
 def _fresh_token_cache() -> None:
-    TOKENS._tokens.clear()
+    TOKENS.clear()
 
 
 @pytest.fixture
@@ -221,24 +222,37 @@ def test_token_is_cached_per_process_across_clients(vault: InProcessVault) -> No
     assert len(credential.calls) == 1
 
 
-def test_token_near_expiry_is_refreshed() -> None:
-    clock = [1000.0]
-    cache = TokenCache(clock=lambda: clock[0])
+def test_token_near_expiry_is_refreshed(vault: InProcessVault) -> None:
+    credential = TestCredential(lifetime=200)  # inside the 5-minute refresh margin from the start
+    client = vault.client(credential)
+    for _ in range(3):
+        client.list_versions(NAME)
+    assert len(credential.calls) == 3
 
-    class Credential:
-        def __init__(self) -> None:
-            self.calls = 0
 
+def test_vault_tokens_live_in_the_process_wide_cache_shared_with_dataverse(vault: InProcessVault) -> None:
+    credential = TestCredential()
+    vault.client(credential).list_versions(NAME)
+    assert TOKENS.token(_identity.token_key(credential, SCOPE), _no_fetch) == credential.issued[-1]
+    assert len(credential.calls) == 1
+
+
+def _no_fetch() -> Any:
+    raise AssertionError("the vault token should already be in the process-wide cache")
+
+
+def test_credential_failure_is_one_line_unauthorized_naming_the_vault(vault: InProcessVault) -> None:
+    class Failing:
         def get_token(self, *scopes: str, **_: Any) -> Any:
-            self.calls += 1
-            return type("T", (), {"token": f"t{self.calls}", "expires_on": 1000 + 3600})()
+            raise RuntimeError("AADSTS7000215: Invalid client secret provided.\nTrace ID: 1234")
 
-    credential = Credential()
-    assert cache.token(credential, "s") == "t1"
-    clock[0] = 1000 + 3600 - 301
-    assert cache.token(credential, "s") == "t1"
-    clock[0] = 1000 + 3600 - 299
-    assert cache.token(credential, "s") == "t2"
+    with pytest.raises(Unauthorized) as info:
+        vault.client(Failing()).list_versions(NAME)
+    assert str(info.value) == (
+        "Key Vault 127.0.0.1:51443: could not get a token for https://vault.azure.net/.default: "
+        "AADSTS7000215: Invalid client secret provided."
+    )
+    assert vault.adapter.exchanges == []
 
 
 def test_versions_follow_next_link(vault: InProcessVault) -> None:
@@ -300,30 +314,39 @@ def test_vault_name_in_messages() -> None:
     assert client.vault == "sndadpinfkv1401"
 
 
+@pytest.mark.parametrize(
+    ("authority", "expected"),
+    [
+        ("https://127.0.0.1:50400", {"disable_instance_discovery": True}),
+        ("https://login.microsoftonline.com", {}),
+        ("", {}),
+    ],
+)
 def test_default_credential_is_lazy_and_private_authorities_skip_instance_discovery(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, vault: InProcessVault, authority: str, expected: dict[str, Any]
 ) -> None:
     built: list[dict[str, Any]] = []
 
-    class Recorder:
+    class Recorder(TestCredential):
         def __init__(self, **kwargs: Any) -> None:
+            super().__init__()
             built.append(kwargs)
 
     import azure.identity
 
     monkeypatch.setattr(azure.identity, "DefaultAzureCredential", Recorder)
-    monkeypatch.setattr(client_module, "_default_credential", None)
-    monkeypatch.setenv("AZURE_AUTHORITY_HOST", "https://127.0.0.1:50400")
-    KeyVaultCertificatesClient("https://kv.vault.azure.net")
+    monkeypatch.setattr(_identity, "_default_credentials", {})  # nothing built yet in this process
+    monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", "WorkloadIdentityCredential")
+    if authority:
+        monkeypatch.setenv("AZURE_AUTHORITY_HOST", authority)
+    else:
+        monkeypatch.delenv("AZURE_AUTHORITY_HOST", raising=False)
+    client = KeyVaultCertificatesClient(vault.origin, session=vault.session(), sleep=vault.sleeps.append)
     assert built == []  # nothing built until a token is needed
-    first = client_module.default_credential()
-    assert client_module.default_credential() is first
-    assert built == [{"disable_instance_discovery": True}]
-
-    monkeypatch.setattr(client_module, "_default_credential", None)
-    monkeypatch.setenv("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com")
-    client_module.default_credential()
-    assert built[-1] == {}
+    client.list_versions(NAME)
+    KeyVaultCertificatesClient(vault.origin, session=vault.session(), sleep=vault.sleeps.append).list_versions(NAME)
+    assert built == [expected]  # one credential (and one token) for both clients
+    assert _identity.default_credential() is _identity.default_credential()
 
 
 def test_client_module_does_not_import_pulumi() -> None:

@@ -9,7 +9,8 @@ import requests
 from azure.identity import WorkloadIdentityCredential
 
 from adp_identity.emulator import Emulator
-from providers.keyvault.client import TOKENS, KeyVaultCertificatesClient
+from providers._identity import TOKENS
+from providers.keyvault.client import KeyVaultCertificatesClient
 from providers.keyvault.models import CertificatePolicy
 
 from .keyvault_support import EMULATOR_SEED as SEED
@@ -48,7 +49,7 @@ def client(
         sleeps,
     )
     emulator.faults.clear()
-    TOKENS._tokens.clear()
+    TOKENS.clear()
 
 
 def test_create_over_https(emulator: Emulator, client: tuple[KeyVaultCertificatesClient, list[float]]) -> None:

@@ -15,7 +15,7 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 
 import providers.keyvault.provider as provider_module
-from providers.keyvault.client import TOKENS
+from providers._identity import TOKENS
 from providers.keyvault.models import CertificatePolicy
 from providers.keyvault.provider import KeyVaultCertificateProvider
 from providers.keyvault.slots import shortest_days
@@ -51,7 +51,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 @pytest.fixture
 def vault(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> InProcessVault:
-    TOKENS._tokens.clear()
+    TOKENS.clear()
     vault = InProcessVault()
     vault.state.clock = clock  # the vault issues certificates at the same "now" the provider sees
     monkeypatch.setitem(provider_module._CLIENTS.clients, VAULT_URL, vault.client())

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from providers.dataverse import _token
+from providers import _identity
+from providers._retry_after import retry_after
 from providers.dataverse.client import DataverseClient, environment_origin
 from providers.dataverse.errors import (
     ConnectionFailed,
@@ -288,6 +289,24 @@ def test_retry_after_is_honoured(
     assert [r.status for r in fake.requests] == [status, status, 200]
 
 
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("7", 7.0),
+        (" 2.5 ", 2.5),
+        ("-3", 0.0),
+        ("Thu, 01 Jan 1970 00:01:40 GMT", 40.0),  # an HTTP-date: seconds from "now" (60 s past the epoch)
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),  # already past
+        ("inf", None),
+        ("soon", None),
+        (None, None),
+    ],
+)
+def test_retry_after_header_is_seconds_or_an_http_date(value: str | None, seconds: float | None) -> None:
+    headers = {} if value is None else {"Retry-After": value}
+    assert retry_after(headers, now=lambda: 60.0) == seconds
+
+
 def test_retry_budget_exhausted_raises_throttled_naming_the_environment(
     fake: FakeDataverse, credential: FakeCredential, sleeps: Sleeps
 ) -> None:
@@ -508,7 +527,7 @@ def test_tokens_are_per_scope(sleeps: Sleeps) -> None:
 
 def test_token_cache_refreshes_five_minutes_before_expiry() -> None:
     now = [1_000_000.0]
-    cache = _token.TokenCache(clock=lambda: now[0])
+    cache = _identity.TokenCache(clock=lambda: now[0])
     fetched: list[str] = []
 
     class Token:

@@ -61,6 +61,7 @@ class Caller:
     privileges: frozenset[str]
     role_count: int
     claims: Claims
+    system_administrator: bool = False  # holds every privilege there is, not only the ones this slice checks
 
 
 class DataverseService:
@@ -146,7 +147,8 @@ class DataverseService:
             )
         roles = self.state.roles_of(user.id)
         held = privileges.held_privileges((r.name, r.privileges) for r in roles)
-        return Caller(user, held, len(roles), claims)
+        is_admin = any(r.name == privileges.SYSTEM_ADMINISTRATOR for r in roles)
+        return Caller(user, held, len(roles), claims, is_admin)
 
     def _require(self, caller: Caller, privilege: str) -> None:
         if privilege not in caller.privileges:
@@ -157,6 +159,23 @@ class DataverseService:
                 role_count=caller.role_count,
                 privilege_count=len(caller.privileges),
                 privilege=privilege,
+            )
+
+    def _refuse_elevation(self, caller: Caller, role_id: str) -> None:
+        """A caller cannot hand out a role carrying privileges it does not hold itself (Microsoft Learn: "prevent
+        elevation of security role privilege"). The exact error is undocumented: PrincipalPrivilegeDenied naming
+        the role and the privileges missing (inferred)."""
+        role = self.state.role(role_id)
+        if role is None or caller.system_administrator:
+            return  # the association itself answers the 404; a System Administrator holds every privilege
+        wanted = privileges.held_privileges([(role.name, role.privileges)])
+        missing = sorted(wanted - caller.privileges)
+        if missing:
+            raise WebApiError(
+                403,
+                errors.PRINCIPAL_PRIVILEGE_DENIED,
+                f"Principal user (Id={caller.user.id}) cannot assign security role '{role.name}' (Id={role.id}): "
+                f"the role holds privileges the principal does not hold ({', '.join(missing)}).",
             )
 
     # ----------------------------------------------------------------------------------------- routing
@@ -583,6 +602,7 @@ class DataverseService:
             user_id = str(self._find(SYSTEMUSER, user_segment)["systemuserid"])
             body = self._json_body(req, "systemusers")
             role_id = self._bound_id(body.get("@odata.id"), "systemusers", "roles")
+            self._refuse_elevation(caller, role_id)
             self.state.associate(user_id, role_id)
             self.state.touch(user_id, caller.user.id)
             return EmuResponse.empty(204)

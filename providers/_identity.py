@@ -1,21 +1,25 @@
-"""Access tokens for Dataverse: one token request per (identity, scope) per process, shared by every thread.
+"""Who the API clients sign in as, and their bearer tokens: one process-wide cache for Dataverse and Key Vault.
 
-Why a process-wide cache: the Pulumi provider host serves up to four threads and the CLI may build several
-clients for one environment; each azure-identity credential caches tokens itself, but only per credential
-object, and ``DefaultAzureCredential`` objects built per client would each ask Entra ID again. Dataverse
-tokens live about an hour, so one token per identity and audience serves a whole deployment.
+Why one process-wide cache: one token request per (identity, scope) per process, shared by every client and
+every thread of the Pulumi provider host (it serves up to four threads) and of the CLI, which may build several
+clients for one environment or vault. Each azure-identity credential caches tokens itself, but only per
+credential object, and ``DefaultAzureCredential`` objects built per client would each ask Entra ID again.
+Dataverse and Key Vault tokens live about an hour, so one token per identity and audience serves a whole
+deployment. No Pulumi import: the dynamic providers and the CLI share this module.
 
-The cache key is (identity, scope):
+The cache key is (identity, scope), from ``token_key``:
 
 * a credential handed in by the caller is its own identity (the key holds the object, so its id is never
   reused while the entry lives);
 * the ``DefaultAzureCredential`` built here is identified by the variables that choose who it signs in as:
   ``AZURE_TENANT_ID``, ``AZURE_CLIENT_ID``, ``AZURE_AUTHORITY_HOST`` and ``AZURE_TOKEN_CREDENTIALS``. Two
-  clients of the same environment under the same variables therefore share one token; a test (or a process)
-  that switches variables gets a fresh credential and token rather than someone else's.
+  clients under the same variables therefore share one token; a test (or a process) that switches variables
+  gets a fresh credential and token rather than someone else's.
 
 A token is reused until ``REFRESH_MARGIN`` (5 minutes) before it expires, then fetched again by exactly one
-thread while the others wait for it. Tokens are never logged, put in errors, or stored anywhere else.
+thread while the others wait for it; a token the API refused (401) is dropped with ``TokenCache.invalidate``.
+A credential that fails raises ``CredentialFailed``, which each client turns into its own typed error. Tokens
+are never logged, put in errors, or stored anywhere else.
 """
 
 from __future__ import annotations
@@ -27,8 +31,6 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
-
-from providers.dataverse.errors import Unauthorized, one_line
 
 REFRESH_MARGIN = 300.0  # seconds before expiry at which a cached token is no longer handed out
 
@@ -65,6 +67,15 @@ class TokenCredential(Protocol):
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessTokenLike: ...
 
 
+class CredentialFailed(Exception):
+    """The credential gave no token for ``scope``; ``detail`` is the first line of its reason, never a token."""
+
+    def __init__(self, scope: str, detail: str) -> None:
+        self.scope = scope
+        self.detail = detail
+        super().__init__(f"could not get a token for {scope}: {detail}")
+
+
 @dataclass(frozen=True)
 class _Entry:
     token: str
@@ -98,7 +109,7 @@ class TokenCache:
             return fetched.token
 
     def invalidate(self, key: Hashable, token: str) -> None:
-        """Forget ``token`` (Dataverse refused it); a newer token another thread stored is kept."""
+        """Forget ``token`` (the API refused it); a newer token another thread stored is kept."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and entry.token == token:
@@ -115,7 +126,7 @@ class TokenCache:
         return entry
 
 
-TOKENS = TokenCache()  # the process-wide cache every DataverseClient uses
+TOKENS = TokenCache()  # the process-wide cache every DataverseClient and KeyVaultCertificatesClient uses
 
 _default_credentials: dict[tuple[str, ...], TokenCredential] = {}
 _default_credentials_lock = threading.Lock()
@@ -150,10 +161,28 @@ def default_credential() -> TokenCredential:
         return credential
 
 
+def token_key(credential: TokenCredential | None, scope: str) -> Hashable:
+    """The cache key of ``scope`` for a given credential, or (``None``) for the process's default credential."""
+    if credential is not None:
+        return ("credential", credential, scope)
+    return ("default", environment_identity(), scope)
+
+
 def fetch_token(credential: TokenCredential, scope: str) -> AccessTokenLike:
-    """``credential.get_token(scope)``, with azure-identity's failures turned into a one-line Unauthorized."""
+    """``credential.get_token(scope)``, with azure-identity's failures turned into ``CredentialFailed``."""
     try:
         return credential.get_token(scope)
     except Exception as exc:  # azure.core's ClientAuthenticationError, CredentialUnavailableError, ...
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise Unauthorized(f"could not get a token for {scope}: {one_line(first_line, 300)}") from None
+        text = str(exc).strip()
+        first_line = text.splitlines()[0] if text else type(exc).__name__
+        raise CredentialFailed(scope, first_line) from None
+
+
+def bearer_token(credential: TokenCredential | None, scope: str) -> str:
+    """A token for ``scope`` from ``credential`` (``None``: the default credential), through ``TOKENS``."""
+    return TOKENS.token(token_key(credential, scope), lambda: fetch_token(credential or default_credential(), scope))
+
+
+def refuse_token(credential: TokenCredential | None, scope: str, token: str) -> None:
+    """The API answered 401 to ``token``: drop it so the next ``bearer_token`` fetches a new one."""
+    TOKENS.invalidate(token_key(credential, scope), token)
