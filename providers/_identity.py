@@ -67,12 +67,16 @@ class TokenCredential(Protocol):
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessTokenLike: ...
 
 
+EXPIRED_ASSERTION = "AADSTS700024"  # "Client assertion is not within its valid time range"
+
+
 class CredentialFailed(Exception):
     """The credential gave no token for ``scope``; ``detail`` is the first line of its reason, never a token."""
 
-    def __init__(self, scope: str, detail: str) -> None:
+    def __init__(self, scope: str, detail: str, *, expired_assertion: bool = False) -> None:
         self.scope = scope
         self.detail = detail
+        self.expired_assertion = expired_assertion  # Entra ID refused a federated assertion as expired
         super().__init__(f"could not get a token for {scope}: {detail}")
 
 
@@ -175,12 +179,36 @@ def fetch_token(credential: TokenCredential, scope: str) -> AccessTokenLike:
     except Exception as exc:  # azure.core's ClientAuthenticationError, CredentialUnavailableError, ...
         text = str(exc).strip()
         first_line = text.splitlines()[0] if text else type(exc).__name__
-        raise CredentialFailed(scope, first_line) from None
+        raise CredentialFailed(scope, first_line, expired_assertion=EXPIRED_ASSERTION in text) from None
+
+
+def forget_default_credential() -> None:
+    """Drop the default credential of the current variables, so the next one reads the federated token file anew."""
+    with _default_credentials_lock:
+        _default_credentials.pop(environment_identity(), None)
+
+
+def _fetch_default(scope: str) -> AccessTokenLike:
+    """From the default credential; once more with a fresh one when Entra ID says the assertion expired.
+
+    azure-identity's workload-identity credential re-reads its federated token file at most every 10 minutes,
+    while GitHub's OIDC tokens live 5 (the pipeline refreshes the file every minute). A process that first needs a
+    new audience in between would present an expired assertion; a fresh credential reads the current file.
+    """
+    try:
+        return fetch_token(default_credential(), scope)
+    except CredentialFailed as failed:
+        if not failed.expired_assertion:
+            raise
+        forget_default_credential()
+        return fetch_token(default_credential(), scope)
 
 
 def bearer_token(credential: TokenCredential | None, scope: str) -> str:
     """A token for ``scope`` from ``credential`` (``None``: the default credential), through ``TOKENS``."""
-    return TOKENS.token(token_key(credential, scope), lambda: fetch_token(credential or default_credential(), scope))
+    if credential is not None:
+        return TOKENS.token(token_key(credential, scope), lambda: fetch_token(credential, scope))
+    return TOKENS.token(token_key(None, scope), lambda: _fetch_default(scope))
 
 
 def refuse_token(credential: TokenCredential | None, scope: str, token: str) -> None:
