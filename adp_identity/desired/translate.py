@@ -91,7 +91,9 @@ def _one(
         message = f"expected {_TYPE_WORDS[kind]}, got {kind_of(value)}"
         if isinstance(value, str | int | float | bool):
             message += f" {show(value)}"
-        allowed = _allowed(site) or _TYPE_WORDS[kind]
+        # the value's rule where the field has one, else the type itself: a field's prose description says what
+        # the key is for, not what may be written there
+        allowed = _rule_of(site.annotation) or _TYPE_WORDS[kind]
     elif kind in ("greater_than_equal", "greater_than"):
         message = f"{show(value)} is too small"
         allowed = _allowed(site) or f"at least {ctx.get('ge', ctx.get('gt'))}"
