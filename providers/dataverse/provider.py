@@ -27,7 +27,6 @@ import pulumi
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
-    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
@@ -224,11 +223,6 @@ class ApplicationUserProvider(ResourceProvider):
 
     max_retry_wait: float = 120.0
     serialize_as_secret_always: bool = field(default=False)
-
-    def configure(self, req: ConfigureRequest) -> None:
-        wait = req.config.get("dataverseMaxRetryWait")
-        if wait:
-            self.max_retry_wait = float(wait)
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs, failures = check_inputs(news)
