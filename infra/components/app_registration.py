@@ -16,10 +16,9 @@ from typing import Any
 
 import pulumi
 import pulumi_azuread as azuread
-from pulumi_azure_native import authorization
 
-from infra import naming
 from infra.components._options import child_of, with_previous_names
+from infra.components.key_vault_secrets import secret_reader
 from providers.keyvault import KeyVaultCertificate, KeyVaultCertificateArgs
 
 TYPE_TOKEN = "adp-identity:identity:AppRegistration"
@@ -113,15 +112,14 @@ class AppRegistration(pulumi.ComponentResource):
             )
             for slot in SLOTS
         ]
-        scope = naming.key_vault_secret_scope(settings.vault_id, settings.certificate_name)
-        role = naming.role_definition_id(args.subscription_id, naming.KEY_VAULT_SECRETS_USER_ROLE)
-        authorization.RoleAssignment(
+        # the workload reads its own certificate (Key Vault keeps it as a secret of the same name)
+        secret_reader(
             f"{name}-cert-reader",
-            role_assignment_name=naming.role_assignment_name(scope, role, args.reader_principal_key),
-            scope=scope,
-            role_definition_id=role,
+            subscription_id=args.subscription_id,
+            vault_id=settings.vault_id,
+            secret_name=settings.certificate_name,
             principal_id=args.reader_principal_id,
-            principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+            principal_key=args.reader_principal_key,
             opts=child_of(self, certificate),
         )
         self.client_id = application.client_id

@@ -33,6 +33,30 @@ class ServiceSecretsArgs:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
+def secret_reader(
+    resource_name: str,
+    *,
+    subscription_id: str,
+    vault_id: str,
+    secret_name: str,
+    principal_id: pulumi.Input[str],
+    principal_key: str,
+    opts: pulumi.ResourceOptions,
+) -> authorization.RoleAssignment:
+    """ "Key Vault Secrets User" for one identity on ONE secret (per-secret RBAC), with a deterministic name."""
+    scope = naming.key_vault_secret_scope(vault_id, secret_name)
+    role = naming.role_definition_id(subscription_id, naming.KEY_VAULT_SECRETS_USER_ROLE)
+    return authorization.RoleAssignment(
+        resource_name,
+        role_assignment_name=naming.role_assignment_name(scope, role, principal_key),
+        scope=scope,
+        role_definition_id=role,
+        principal_id=principal_id,
+        principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+        opts=opts,
+    )
+
+
 class ServiceSecrets(pulumi.ComponentResource):
     """``adp-identity:keyvault:ServiceSecrets``: children ``{name}-{secret}`` and ``{name}-{secret}-reader``."""
 
@@ -48,7 +72,6 @@ class ServiceSecrets(pulumi.ComponentResource):
     ) -> None:
         super().__init__(TYPE_TOKEN, name, None, with_previous_names(opts, previous_names))
         vault_id = naming.key_vault_id(args.subscription_id, args.resource_group_name, args.vault_name)
-        role = naming.role_definition_id(args.subscription_id, naming.KEY_VAULT_SECRETS_USER_ROLE)
         self.secret_names = []
         for declared, value in args.values.items():
             secret_name = adp.key_vault_secret_name(args.service_name, declared)
@@ -61,14 +84,13 @@ class ServiceSecrets(pulumi.ComponentResource):
                 tags=dict(args.tags) or None,
                 opts=child_of(self),
             )
-            scope = naming.key_vault_secret_scope(vault_id, secret_name)
-            authorization.RoleAssignment(
+            secret_reader(
                 f"{name}-{declared}-reader",
-                role_assignment_name=naming.role_assignment_name(scope, role, args.reader_principal_key),
-                scope=scope,
-                role_definition_id=role,
+                subscription_id=args.subscription_id,
+                vault_id=vault_id,
+                secret_name=secret_name,
                 principal_id=args.reader_principal_id,
-                principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+                principal_key=args.reader_principal_key,
                 opts=child_of(self, secret),
             )
             self.secret_names.append(secret_name)
