@@ -8,73 +8,23 @@ built from key names and, for non-secret keys only, short excerpts of the value.
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-KeyPath = tuple[str | int, ...]
+# The words about values are shared with the strict YAML reader and the emulator; desired-state modules import
+# them from here.
+from adp_identity.yamlstrict import DOCUMENT, KeyPath, format_key_path, kind_of, one_line, show
 
-DOCUMENT = "(document)"  # the key path of an error about a whole file
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_:-]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
-_SHOW_MAX = 60
-
-
-def format_key_path(path: Sequence[str | int]) -> str:
-    """``("dataverse", 0, "security_roles")`` -> ``dataverse[0].security_roles``; ``()`` -> ``(document)``."""
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif _PLAIN_KEY.fullmatch(part):
-            text += f".{part}" if text else part
-        else:
-            text += f"[{json.dumps(part, ensure_ascii=False)}]"
-    return text or DOCUMENT
-
-
-def one_line(text: str) -> str:
-    """Collapse line breaks and control characters so that an error always stays on one line."""
-    return _CONTROL.sub(" ", text).strip()
-
-
-def show(value: Any) -> str:
-    """A short, one-line rendering of a (non-secret) value for an error message."""
-    if isinstance(value, str):
-        text = value if len(value) <= _SHOW_MAX else value[: _SHOW_MAX - 3] + "..."
-        return "'" + _CONTROL.sub(" ", text) + "'"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
-
-
-def kind_of(value: Any) -> str:
-    """The YAML word for the kind of a value: what a user wrote, not the Python type."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "a number"
-    if isinstance(value, float):
-        return "a decimal number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
+__all__ = [
+    "DOCUMENT",
+    "DesiredStateError",
+    "DesiredStateErrors",
+    "KeyPath",
+    "format_key_path",
+    "kind_of",
+    "one_line",
+    "show",
+]
 
 
 @dataclass(frozen=True)

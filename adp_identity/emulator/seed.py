@@ -18,8 +18,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import yaml
-
 from adp_identity.emulator.seed_model import (
     ApplicationSeed,
     ApplicationUserSeed,
@@ -31,6 +29,7 @@ from adp_identity.emulator.seed_model import (
     Seed,
     TenantSeed,
 )
+from adp_identity.yamlstrict import YamlRefused, format_key_path, kind_of, read_yaml
 
 DEFAULT_SEED = Path(__file__).with_name("default_seed.yaml")
 """The packaged ADP-shaped seed (tenants Defra and DefraDev)."""
@@ -63,17 +62,21 @@ class _Problem(Exception):
 
 
 def load_seed(path: str | Path) -> Seed:
-    """Read and validate a seed file; every problem is a :class:`SeedError` with one line."""
+    """Read and validate a seed file; every problem is a :class:`SeedError` with one line.
+
+    The file is read by the project's strict YAML reader (duplicate keys, explicit tags, YAML 1.1 surprises
+    refused), with anchors and aliases allowed: seeds are trusted local files, and the default seed shares
+    its role catalogue between environments with one anchor.
+    """
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        document = read_yaml(Path(path), allow_aliases=True)
+    except YamlRefused as refused:
+        at = f"line {refused.line}: " if refused.line else ""
         raise SeedError(
-            f"{source}: cannot read the seed file ({reason}); allowed: a readable UTF-8 YAML file"
+            f"{source}: {format_key_path(refused.key_path)}: {at}{refused.message}; allowed: {refused.allowed}"
         ) from None
-    data = _parse_yaml(text, source)
-    return parse_seed(data, source)
+    return parse_seed(document.data, source)
 
 
 def parse_seed(data: Any, source: str = "<seed>") -> Seed:
@@ -85,80 +88,14 @@ def parse_seed(data: Any, source: str = "<seed>") -> Seed:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# YAML with duplicate keys refused
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "(document)"
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise SeedError(f"{source}: {where}: invalid YAML ({problem}); allowed: a YAML mapping") from None
-    if node is None:
-        return None
-    constructor = yaml.SafeLoader("")
-    try:
-        return _construct(node, "(root)", constructor)
-    except _Problem as problem:
-        raise SeedError(f"{source}: {problem}") from None
-    except (yaml.YAMLError, RecursionError) as exc:
-        reason = getattr(exc, "problem", None) or type(exc).__name__
-        raise SeedError(f"{source}: (document): unsupported YAML ({reason}); allowed: plain YAML data") from None
-
-
-_PLAIN_TAGS: dict[type[yaml.Node], str] = {
-    yaml.MappingNode: "tag:yaml.org,2002:map",
-    yaml.SequenceNode: "tag:yaml.org,2002:seq",
-}
-
-
-def _construct(node: yaml.Node, path: str, constructor: yaml.SafeLoader) -> Any:
-    plain = _PLAIN_TAGS.get(type(node))
-    if plain is not None and node.tag != plain:
-        raise _Problem(path, f"unsupported YAML tag {node.tag!r}", "plain YAML mappings, lists and scalars")
-    if isinstance(node, yaml.MappingNode):
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = constructor.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
-            if not isinstance(key, str):
-                raise _Problem(path, f"key on line {key_node.start_mark.line + 1} is not a string", "string keys")
-            child = key if path == "(root)" else f"{path}.{key}"
-            if key in result:
-                raise _Problem(child, f"duplicate key (line {key_node.start_mark.line + 1})", "each key once")
-            result[key] = _construct(value_node, child, constructor)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, f"{path}[{i}]", constructor) for i, item in enumerate(node.value)]
-    return constructor.construct_object(node)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Typed readers
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, int | float):
-        return "a number"
-    return type(value).__name__
 
 
 def _mapping(value: Any, path: str, required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, Any]:
     allowed_keys = [*required, *optional]
     if not isinstance(value, dict):
         raise _Problem(
-            path, f"expected a mapping, got {_kind(value)}", "a mapping with keys " + ", ".join(allowed_keys)
+            path, f"expected a mapping, got {kind_of(value)}", "a mapping with keys " + ", ".join(allowed_keys)
         )
     for key in value:
         if key not in allowed_keys:
@@ -175,7 +112,7 @@ def _join(path: str, key: str) -> str:
 
 def _str(value: Any, path: str, allowed: str = "a non-empty string") -> str:
     if not isinstance(value, str) or not value.strip():
-        raise _Problem(path, f"expected a non-empty string, got {_kind(value)}", allowed)
+        raise _Problem(path, f"expected a non-empty string, got {kind_of(value)}", allowed)
     return value
 
 
@@ -190,20 +127,20 @@ def _name(value: Any, path: str) -> str:
 
 def _guid(value: Any, path: str) -> str:
     if not isinstance(value, str) or not _GUID.match(value):
-        shown = repr(value) if isinstance(value, str) else _kind(value)
+        shown = repr(value) if isinstance(value, str) else kind_of(value)
         raise _Problem(path, f"not a GUID: {shown}", _GUID_EXAMPLE)
     return value.lower()
 
 
 def _bool(value: Any, path: str) -> bool:
     if not isinstance(value, bool):
-        raise _Problem(path, f"expected true or false, got {_kind(value)}", "true, false")
+        raise _Problem(path, f"expected true or false, got {kind_of(value)}", "true, false")
     return value
 
 
 def _list(value: Any, path: str, what: str) -> list[Any]:
     if not isinstance(value, list):
-        raise _Problem(path, f"expected a list, got {_kind(value)}", f"a list of {what}")
+        raise _Problem(path, f"expected a list, got {kind_of(value)}", f"a list of {what}")
     return value
 
 
@@ -289,7 +226,7 @@ def _application(value: Any, path: str) -> ApplicationSeed:
     for i, item in enumerate(_list(m.get("credentials", []), f"{path}.credentials", "credential kinds")):
         where = f"{path}.credentials[{i}]"
         if item not in CREDENTIAL_KINDS:
-            shown = repr(item) if isinstance(item, str) else _kind(item)
+            shown = repr(item) if isinstance(item, str) else kind_of(item)
             raise _Problem(where, f"unknown credential kind {shown}", ", ".join(CREDENTIAL_KINDS))
         if item in kinds:
             raise _Problem(where, f"duplicate credential kind {item!r}", "each kind once")

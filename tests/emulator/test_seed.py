@@ -121,6 +121,17 @@ def _env(d: dict[str, Any]) -> dict[str, Any]:
     return env
 
 
+def _refusal(path: Path) -> str:
+    """The seed's refusal, checked for its shape: ``<file>: <key>: <problem>; allowed: <...>`` on one line."""
+    with pytest.raises(SeedError) as caught:
+        load_seed(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    assert "; allowed: " in message
+    return message
+
+
 def test_the_minimal_seed_loads(tmp_path: Path) -> None:
     seed = load_seed(_write(tmp_path))
     env = seed.tenants[0].environments[0]
@@ -242,45 +253,57 @@ BAD_SEEDS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
 def test_a_bad_seed_is_one_line_naming_file_key_and_what_is_allowed(
     tmp_path: Path, change: Callable[[dict[str, Any]], None], expected: str
 ) -> None:
-    path = _write(tmp_path, change)
-    with pytest.raises(SeedError) as caught:
-        load_seed(path)
-    message = str(caught.value)
-    assert "\n" not in message
-    assert message.startswith(f"{path}: ")
-    assert "; allowed: " in message
-    assert expected in message
+    assert expected in _refusal(_write(tmp_path, change))
 
 
 RAW_SEEDS = [
     (
         "duplicate key",
         "tenants:\n  - name: A\n    name: B\n",
-        "tenants[0].name: duplicate key (line 3); allowed: each key once",
+        "tenants[0].name: line 3: duplicate key 'name' (first at",
     ),
-    ("syntax", "tenants: [\n  - name: A\n", "line 2: invalid YAML"),
-    ("not a mapping", "- a\n- b\n", "(root): expected a mapping, got a list; allowed: a mapping with keys tenants"),
-    ("empty", "", "(root): expected a mapping, got nothing"),
-    ("python tag", "tenants: !!python/object:os.system {}\n", "tenants: unsupported YAML tag"),
-    ("python scalar", "tenants: !!python/name:os.system\n", "(document): unsupported YAML"),
+    ("syntax", "tenants: [\n  - name: A\n", "(document): line 2: YAML syntax error: expected the node content"),
+    ("not a mapping", "- a\n- b\n", "(document): line 1: top level is a list, not a mapping; allowed: a YAML mapping"),
+    ("empty", "", "(document): line 1: file is empty; allowed: a YAML mapping of keys"),
+    ("python tag", "tenants: !!python/object:os.system {}\n", "(document): line 1: explicit tag 'tag:yaml.org"),
+    ("python scalar", "tenants: !!python/name:os.system\n", "line 1: explicit tag 'tag:yaml.org,2002:python/name"),
+    ("tab indentation", "tenants:\n\t- name: A\n", "(document): line 2: tab character in indentation"),
+    ("yaml 1.1 boolean", "tenants: no\n", "tenants: expected a list, got a string; allowed: a list of tenants"),
+    ("null", "tenants:\n", "tenants: expected a list, got null; allowed: a list of tenants"),
+    (
+        "alias bomb",
+        "\n".join(['l0: &l0 "lol"'] + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 12)]),
+        "(document): line 1: aliases expand to more than 100000 nodes; allowed: aliases of small values",
+    ),
+    ("self-referencing alias", "tenants: &t [*t]\n", "(document): line 1: nested deeper than 32 levels"),
 ]
 
 
 @pytest.mark.parametrize(("text", "expected"), [(t, e) for _, t, e in RAW_SEEDS], ids=[n for n, _, _ in RAW_SEEDS])
 def test_unreadable_yaml_is_one_line(tmp_path: Path, text: str, expected: str) -> None:
-    path = _write(tmp_path, text=text)
-    with pytest.raises(SeedError) as caught:
-        load_seed(path)
-    message = str(caught.value)
-    assert "\n" not in message
-    assert message.startswith(f"{path}: ")
-    assert expected in message
+    assert expected in _refusal(_write(tmp_path, text=text))
 
 
 def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
-    with pytest.raises(SeedError, match=r"nope\.yaml: cannot read the seed file \(No such file or directory\)"):
+    with pytest.raises(SeedError) as caught:
         load_seed(missing)
+    assert str(caught.value) == (
+        f"{missing}: (document): cannot be read (No such file or directory); allowed: a readable file"
+    )
+
+
+def test_anchors_and_aliases_share_values_in_a_seed(tmp_path: Path) -> None:
+    def second_environment(d: dict[str, Any]) -> None:
+        _tenant(d)["environments"].append({**_env(d), "name": "contoso-tst"})  # shares the lists, not copies
+
+    path = _write(tmp_path, second_environment)
+    assert "&id001" in path.read_text() and "*id001" in path.read_text()  # PyYAML writes shared lists as aliases
+    dev, tst = load_seed(path).tenants[0].environments
+    assert tst.name == "contoso-tst"
+    assert tst.roles == dev.roles
+    assert [r.name for r in tst.roles] == ["System Administrator", "Reader"]
+    assert [u.name for u in tst.business_units] == ["contoso-dev", "team-a"]
 
 
 def test_references_by_client_id_resolve_to_the_application_name(tmp_path: Path) -> None:

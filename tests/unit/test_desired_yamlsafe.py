@@ -1,4 +1,8 @@
-"""The strict YAML reader: what a reviewer sees is exactly what is loaded, or a one-line refusal."""
+"""The strict YAML reader: what a reviewer sees is exactly what is loaded, or a one-line refusal.
+
+The desired-state loader reads through ``adp_identity.desired.yamlsafe``; the reader itself is the shared
+``adp_identity.yamlstrict`` (the emulator's seeds use it too, with aliases allowed).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from adp_identity.desired.yamlsafe import MAX_BYTES, YamlRefused, parse_yaml, read_yaml
+from adp_identity.desired import yamlsafe
+from adp_identity.yamlstrict import MAX_ALIAS_NODES, MAX_BYTES, YamlRefused, parse_yaml, read_yaml
 
 
 def refused(data: bytes) -> YamlRefused:
@@ -100,6 +105,51 @@ def test_billion_laughs_is_refused_before_any_expansion() -> None:
     levels = ['lol0: &l0 "lol"'] + [f"lol{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 12)]
     error = refused("\n".join(levels).encode())
     assert error.message == "anchor '&l0' (anchors and aliases are refused)"
+
+
+def test_the_desired_state_face_is_the_shared_reader() -> None:
+    assert (yamlsafe.parse_yaml, yamlsafe.read_yaml, yamlsafe.YamlRefused) == (parse_yaml, read_yaml, YamlRefused)
+
+
+def test_aliases_share_values_only_when_allowed() -> None:
+    data = b"base: &roles\n  - Reader\n  - Writer\nother: *roles\nnested: {a: *roles}\n"
+    assert refused(data).message == "anchor '&roles' (anchors and aliases are refused)"
+    document = parse_yaml(data, allow_aliases=True)
+    assert document.data == {
+        "base": ["Reader", "Writer"],
+        "other": ["Reader", "Writer"],
+        "nested": {"a": ["Reader", "Writer"]},
+    }
+    assert document.line_of(("other",)) == 4
+    assert document.line_of(("other", 1)) == 3  # an aliased value keeps the lines of its anchor
+
+
+@pytest.mark.parametrize(
+    ("data", "message", "line"),
+    [
+        (b"a: 1\nb: *x\n", "YAML syntax error: found undefined alias 'x'", 2),
+        (b"a: &x [*x]\n", "nested deeper than 32 levels", 1),  # refers to itself: infinitely deep
+        (
+            b"a: &x " + b"[" * 20 + b"]" * 20 + b"\nb: " + b"[" * 15 + b"*x" + b"]" * 15 + b"\n",
+            "nested deeper than 32 levels",
+            1,
+        ),
+        (b"a: !!str &x 1\nb: *x\n", "explicit tag 'tag:yaml.org,2002:str'", 1),
+    ],
+)
+def test_allowed_aliases_keep_the_other_limits(data: bytes, message: str, line: int) -> None:
+    with pytest.raises(YamlRefused) as raised:
+        parse_yaml(data, allow_aliases=True)
+    assert (raised.value.message, raised.value.line) == (message, line)
+
+
+def test_billion_laughs_is_refused_after_bounded_expansion_when_aliases_are_allowed() -> None:
+    levels = ['lol0: &l0 "lol"'] + [f"lol{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, 12)]
+    with pytest.raises(YamlRefused) as raised:
+        parse_yaml("\n".join(levels).encode(), allow_aliases=True)
+    assert raised.value.message == f"aliases expand to more than {MAX_ALIAS_NODES} nodes"
+    small = "\n".join(levels[:5]).encode()  # 10 + 100 + 1,000 + 10,000 repeated nodes: within the limit
+    assert len(parse_yaml(small, allow_aliases=True).data["lol4"]) == 10
 
 
 def test_oversized_input_is_refused(tmp_path: Path) -> None:
