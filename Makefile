@@ -13,15 +13,19 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 PYTEST_ARGS ?= -n auto
 
-.PHONY: install demo test lint types fmt check bench clean emulator
+.PHONY: install demo test lint types fmt check bench clean emulator lock
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit("adp-identity needs Python 3.11 or newer (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.installed: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --quiet --python "$$(command -v $(PYTHON))"
+# requirements.lock pins every package by version and hash (names only: no index or download address); the project
+# itself is installed editable on top, so the provider host and the Pulumi program import it from the work tree.
+$(VENV)/.installed: $(UV) pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(UV) venv --quiet --python "$$(command -v $(PYTHON))" $(VENV)
+	$(UV) pip sync --quiet --require-hashes --python $(BIN)/python requirements.lock
+	$(UV) pip install --quiet --no-deps --python $(BIN)/python -e .
 	@touch $@
 
 install: $(VENV)/.installed
@@ -50,6 +54,11 @@ check: lint types test
 
 bench: install
 	$(BIN)/python -m bench
+
+# Re-pin after changing pyproject.toml: versions already in requirements.lock are kept where they still fit.
+lock: $(UV)
+	$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes --group dev \
+		pyproject.toml -o requirements.lock
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -197,6 +197,8 @@ def test_checkout_never_persists_the_token() -> None:
 
 def test_pulumi_cli_version_equals_the_sdk_in_the_lock_file() -> None:
     sdk = importlib.metadata.version("pulumi")
+    lock = (Path(__file__).parents[2] / "requirements.lock").read_text(encoding="utf-8")
+    assert re.search(rf"^pulumi=={re.escape(sdk)} ", lock, re.MULTILINE), "requirements.lock pins another pulumi SDK"
     for name in WORKFLOW_NAMES:
         assert workflow(name)["env"]["PULUMI_VERSION"] == sdk, f"{name}.yml: PULUMI_VERSION is not the SDK {sdk}"
         for job_name, job in jobs(name).items():
