@@ -14,7 +14,6 @@ tokens) into the state directory; nothing secret is kept in the seed or between 
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -24,12 +23,14 @@ import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType, TracebackType
+from types import TracebackType
 from typing import Any
 
+from adp_identity.emulator.dataverse import DataverseEnvironment, DataverseService
 from adp_identity.emulator.entra import FEDERATION_AUDIENCE, EntraService, FederatedCredential
 from adp_identity.emulator.faults import FaultInjector
-from adp_identity.emulator.http import EmuRequest, EmuResponse
+from adp_identity.emulator.http import Service
+from adp_identity.emulator.keyvault import KeyVaultService, KeyVaultState
 from adp_identity.emulator.log import RequestLog
 from adp_identity.emulator.pki import CertificateAuthority
 from adp_identity.emulator.seed import DEFAULT_SEED, SeedError, load_seed
@@ -42,27 +43,6 @@ FEDERATED_ISSUER = "github-actions"
 _REMINT_INTERVAL = 3600.0  # federated tokens live 24 h; re-mint hourly so a long-running emulator never serves stale
 _KIND_ORDER = ("federated", "secret", "certificate")
 _CREDENTIAL_KEY = {"federated": "federated_token_file", "secret": "secret", "certificate": "certificate_path"}
-
-
-def _optional_module(name: str) -> ModuleType | None:
-    """A sibling service package, or None while it does not exist (a genuine import bug still raises)."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
-
-
-class _Missing:
-    """Stands in for a service slice that is not installed: answers 501 instead of failing to start."""
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-
-    def handle(self, req: EmuRequest) -> EmuResponse:
-        message = f"The {self._what} emulator is not available in this build."
-        return EmuResponse.json(501, {"error": {"code": "NotImplemented", "message": message}})
 
 
 def _safe(name: str) -> str:
@@ -102,19 +82,13 @@ class Emulator:
         self.state_dir: Path | None = None
         self.log = RequestLog()
         self.faults = FaultInjector()
-        self._dataverse_module = _optional_module("adp_identity.emulator.dataverse")
-        self._keyvault_module = _optional_module("adp_identity.emulator.keyvault")
-        self._dataverse_states: dict[str, Any] = {}
-        self._keyvault_states: dict[str, Any] = {}
+        self._dataverse_states: dict[str, DataverseEnvironment] = {}
+        self._keyvault_states: dict[str, KeyVaultState] = {}
         for tenant in self.seed.tenants:
             for env in tenant.environments:
-                if self._dataverse_module is not None:
-                    self._dataverse_states[env.name] = self._dataverse_module.DataverseEnvironment.from_seed(
-                        env, tenant
-                    )
+                self._dataverse_states[env.name] = DataverseEnvironment.from_seed(env, tenant)
             for vault in tenant.key_vaults:
-                if self._keyvault_module is not None:
-                    self._keyvault_states[vault.name] = self._keyvault_module.KeyVaultState.from_seed(vault, tenant)
+                self._keyvault_states[vault.name] = KeyVaultState.from_seed(vault, tenant)
         self._server: HttpsServer | None = None
         self._entra: EntraService | None = None
         self._urls: dict[str, str] = {}
@@ -159,46 +133,35 @@ class Emulator:
         )
         server.route(authority, Route(entra, "entra", kind_of=entra.kind_of))
         for tenant in self.seed.tenants:
+            services: list[tuple[str, str, Service]] = []
             for env in tenant.environments:
-                server.route(
-                    self._urls[env.name], Route(self._dataverse_service(env.name, tenant), "dataverse", env.name)
+                dataverse = DataverseService(
+                    self._dataverse_states[env.name],
+                    origin=self._urls[env.name],
+                    tenant_id=tenant.id,
+                    verify=entra.verify,
+                    directory=entra,
+                    authority=entra.authority,
                 )
+                services.append((env.name, "dataverse", dataverse))
             for vault in tenant.key_vaults:
-                server.route(
-                    self._urls[vault.name], Route(self._keyvault_service(vault.name, tenant), "keyvault", vault.name)
+                keyvault = KeyVaultService(
+                    self._keyvault_states[vault.name],
+                    origin=self._urls[vault.name],
+                    tenant_id=tenant.id,
+                    verify=entra.verify,
+                    directory=entra,
+                    authority=entra.authority,
                 )
+                services.append((vault.name, "keyvault", keyvault))
+            for name, kind, service in services:
+                server.route(self._urls[name], Route(service, kind, name))
         identities = self._provision_credentials(ca, state)
         self._info = self._document(authority, state / "ca.pem", identities)
         server.start()
         self._stop_remint.clear()
         self._remint_thread = threading.Thread(target=self._remint_loop, name="emulator token re-mint", daemon=True)
         self._remint_thread.start()
-
-    def _dataverse_service(self, name: str, tenant: TenantSeed) -> Any:
-        if self._dataverse_module is None:
-            return _Missing("Dataverse")
-        assert self._entra is not None
-        return self._dataverse_module.DataverseService(
-            self._dataverse_states[name],
-            origin=self._urls[name],
-            tenant_id=tenant.id,
-            verify=self._entra.verify,
-            directory=self._entra,
-            authority=self._entra.authority,
-        )
-
-    def _keyvault_service(self, name: str, tenant: TenantSeed) -> Any:
-        if self._keyvault_module is None:
-            return _Missing("Key Vault")
-        assert self._entra is not None
-        return self._keyvault_module.KeyVaultService(
-            self._keyvault_states[name],
-            origin=self._urls[name],
-            tenant_id=tenant.id,
-            verify=self._entra.verify,
-            directory=self._entra,
-            authority=self._entra.authority,
-        )
 
     def _provision_credentials(self, ca: CertificateAuthority, state: Path) -> list[dict[str, str]]:
         """Generate every app's credentials, register them with Entra, and describe them as identities."""
@@ -376,19 +339,15 @@ class Emulator:
             "SSL_CERT_FILE": ca_bundle,
         }
 
-    def dataverse(self, env_name: str) -> Any:
+    def dataverse(self, env_name: str) -> DataverseEnvironment:
         """The environment's ``DataverseEnvironment`` state, for arranging and asserting in tests."""
-        if self._dataverse_module is None:
-            raise RuntimeError("the Dataverse emulator (adp_identity.emulator.dataverse) is not installed")
         try:
             return self._dataverse_states[env_name]
         except KeyError:
             raise KeyError(f"no environment named {env_name!r}; allowed: {', '.join(self._dataverse_states)}") from None
 
-    def key_vault(self, name: str) -> Any:
+    def key_vault(self, name: str) -> KeyVaultState:
         """The vault's ``KeyVaultState``."""
-        if self._keyvault_module is None:
-            raise RuntimeError("the Key Vault emulator (adp_identity.emulator.keyvault) is not installed")
         try:
             return self._keyvault_states[name]
         except KeyError:
