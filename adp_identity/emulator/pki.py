@@ -43,6 +43,22 @@ def _window() -> tuple[dt.datetime, dt.datetime]:
     return now - _BACKDATE, now + _VALIDITY
 
 
+def _builder(
+    common_name: str, issuer: x509.Name, public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+) -> x509.CertificateBuilder:
+    """Every emulator certificate starts here: subject, issuer, key, a random serial, the shared validity window."""
+    not_before, not_after = _window()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+
+
 def _rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -95,16 +111,9 @@ class CertificateAuthority:
     @classmethod
     def generate(cls, common_name: str = "adp-identity emulator CA") -> CertificateAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
-        not_before, not_after = _window()
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
         cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name))
-            .issuer_name(_name(common_name))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
+            _builder(common_name, _name(common_name), key.public_key())
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -136,15 +145,8 @@ class CertificateAuthority:
         usage: x509.ObjectIdentifier,
         san: list[x509.GeneralName] | None = None,
     ) -> x509.Certificate:
-        not_before, not_after = _window()
         builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name))
-            .issuer_name(self.certificate.subject)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
+            _builder(common_name, self.certificate.subject, public_key)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
@@ -200,17 +202,7 @@ class SigningKey:
     @classmethod
     def generate(cls, common_name: str) -> SigningKey:
         key = _rsa_key()
-        not_before, not_after = _window()
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(common_name))
-            .issuer_name(_name(common_name))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
-            .sign(key, hashes.SHA256())
-        )
+        cert = _builder(common_name, _name(common_name), key.public_key()).sign(key, hashes.SHA256())
         return cls(key, cert)
 
     @property
