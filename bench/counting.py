@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from adp_identity.emulator.log import LogEntry, RequestLog
+from adp_identity_emulator.log import LogEntry, RequestLog
 
 TOKEN_PATH_SUFFIX = "/oauth2/v2.0/token"
 

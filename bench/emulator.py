@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 from azure.identity import WorkloadIdentityCredential
 
-from adp_identity.emulator import DEFAULT_SEED, Emulator, load_seed
+from adp_identity_emulator import DEFAULT_SEED, Emulator, load_seed
 
 
 def measure(count: int) -> dict[str, float]:

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import requests
 from azure.identity import ClientSecretCredential
 
-from adp_identity.emulator import Emulator
-from adp_identity.emulator.dataverse import DataverseEnvironment
-from adp_identity.emulator.log import LogEntry
+from adp_identity_emulator import Emulator
+from adp_identity_emulator.dataverse import DataverseEnvironment
+from adp_identity_emulator.log import LogEntry
 from bench import state_view
 from bench.counting import LogMark, RequestCount, WaitLedger, dataverse_requests, token_requests
 from bench.naive import PerRoleClient

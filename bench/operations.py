@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from adp_identity.emulator import Emulator
-from adp_identity.emulator.dataverse import DataverseEnvironment
-from adp_identity.provider_host import ProviderHost
+from adp_identity_emulator import Emulator
+from adp_identity_emulator.dataverse import DataverseEnvironment
+from adp_identity_sandbox.provider_host import ProviderHost
 from bench import state_view
 from bench.counting import LogMark, RequestCount, dataverse_requests, median, other_entra_requests, p95, token_requests
 from bench.naive import naive_requests

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from adp_identity.emulator import Emulator
+from adp_identity_emulator import Emulator
 from bench.fleet import fault_run, fleet_run
 from bench.operations import applications_needed, measure_operations
 from bench.report import BenchReport

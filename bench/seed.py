@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from adp_identity.emulator import DEFAULT_SEED
-from adp_identity.emulator.seed import parse_seed
-from adp_identity.emulator.seed_model import Seed
+from adp_identity_emulator import DEFAULT_SEED
+from adp_identity_emulator.seed import parse_seed
+from adp_identity_emulator.seed_model import Seed
 
 TENANT = "DefraDev"
 APPLICATION_PREFIX = "bench-app-"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from adp_identity.emulator.dataverse import ApplicationUser, DataverseEnvironment
+from adp_identity_emulator.dataverse import ApplicationUser, DataverseEnvironment
 from providers.dataverse.models import ActualUser, BusinessUnit, RoleCatalog, SecurityRole, name_key
 from providers.dataverse.reconcile import DesiredUser, Plan, plan, revoke_plan
 

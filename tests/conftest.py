@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from adp_identity.emulator import DEFAULT_SEED, Emulator, load_seed
-from adp_identity.emulator.seed_model import Seed
+from adp_identity_emulator import DEFAULT_SEED, Emulator, load_seed
+from adp_identity_emulator.seed_model import Seed
 
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 

@@ -18,7 +18,7 @@ from types import FrameType
 
 import click
 
-from adp_identity.emulator import DEFAULT_SEED, Emulator, SeedError, load_seed
+from adp_identity_emulator import DEFAULT_SEED, Emulator, SeedError, load_seed
 
 
 @click.command(name="emulator")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 # The words about values are shared with the strict YAML reader and the emulator; desired-state modules import
 # them from here.
-from adp_identity.yamlstrict import DOCUMENT, KeyPath, format_key_path, kind_of, one_line, show
+from adp_yaml import DOCUMENT, KeyPath, format_key_path, kind_of, one_line, show
 
 __all__ = [
     "DOCUMENT",

@@ -22,9 +22,9 @@ from urllib.parse import quote
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from adp_identity.emulator.dataverse import DataverseEnvironment, DataverseService
-from adp_identity.emulator.http import Claims, EmuRequest, EmuResponse, Headers, InvalidToken, ServicePrincipal
-from adp_identity.emulator.seed_model import (
+from adp_identity_emulator.dataverse import DataverseEnvironment, DataverseService
+from adp_identity_emulator.http import Claims, EmuRequest, EmuResponse, Headers, InvalidToken, ServicePrincipal
+from adp_identity_emulator.seed_model import (
     ApplicationSeed,
     ApplicationUserSeed,
     BusinessUnitSeed,

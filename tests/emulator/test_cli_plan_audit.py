@@ -26,7 +26,7 @@ from click.testing import CliRunner, Result
 
 from adp_identity.cli import cli
 from adp_identity.desired import DesiredState, load_tree
-from adp_identity.emulator import DEFAULT_SEED, Emulator, load_seed
+from adp_identity_emulator import DEFAULT_SEED, Emulator, load_seed
 from providers.dataverse.client import DataverseClient
 from providers.dataverse.reconcile import DesiredUser, ensure
 

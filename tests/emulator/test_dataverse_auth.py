@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from adp_identity.emulator.http import Claims, EmuRequest, Headers, InvalidToken
+from adp_identity_emulator.http import Claims, EmuRequest, Headers, InvalidToken
 from tests.emulator.dataverse_helpers import (
     ADMIN_APP,
     API,

@@ -14,7 +14,7 @@ from tests.emulator.dataverse_helpers import Op, batch_body, parse_batch_reply
 
 pytestmark = pytest.mark.emulator
 
-emulator_module = pytest.importorskip("adp_identity.emulator")
+emulator_module = pytest.importorskip("adp_identity_emulator")
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from adp_identity.emulator.dataverse import DataverseEnvironment, WebApiError
-from adp_identity.emulator.seed_model import BusinessUnitSeed, EnvironmentSeed, RoleSeed
+from adp_identity_emulator.dataverse import DataverseEnvironment, WebApiError
+from adp_identity_emulator.seed_model import BusinessUnitSeed, EnvironmentSeed, RoleSeed
 from tests.emulator.dataverse_helpers import DEPLOYER, DISABLED_APP, PAYMENTS, READER, DataverseHarness, tenant_seed
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from adp_identity.commands.demo import run_demo, summarise
+from adp_identity_sandbox.demo import run_demo, summarise
 
 
 def test_demo_runs_the_whole_story_and_counts_requests(tmp_path: Path) -> None:

@@ -24,10 +24,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from adp_identity.emulator import DEFAULT_SEED, Emulator, load_seed
-from adp_identity.emulator.entra import FEDERATION_AUDIENCE
-from adp_identity.emulator.http import InvalidToken
-from adp_identity.emulator.pki import b64url
+from adp_identity_emulator import DEFAULT_SEED, Emulator, load_seed
+from adp_identity_emulator.entra import FEDERATION_AUDIENCE
+from adp_identity_emulator.http import InvalidToken
+from adp_identity_emulator.pki import b64url
 
 pytestmark = pytest.mark.emulator
 

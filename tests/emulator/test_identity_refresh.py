@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from adp_identity.emulator import Emulator
+from adp_identity_emulator import Emulator
 from providers._identity import TOKENS, CredentialFailed, bearer_token, default_credential, forget_default_credential
 
 

@@ -21,9 +21,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from adp_identity.emulator.http import Claims, EmuRequest, EmuResponse, Headers, InvalidToken, ServicePrincipal
-from adp_identity.emulator.keyvault import AUDIENCE, KeyVaultService, KeyVaultState, add_months
-from adp_identity.emulator.seed_model import ApplicationSeed, KeyVaultSeed, TenantSeed
+from adp_identity_emulator.http import Claims, EmuRequest, EmuResponse, Headers, InvalidToken, ServicePrincipal
+from adp_identity_emulator.keyvault import AUDIENCE, KeyVaultService, KeyVaultState, add_months
+from adp_identity_emulator.seed_model import ApplicationSeed, KeyVaultSeed, TenantSeed
 
 ORIGIN = "https://127.0.0.1:50443"
 TENANT = "6f504113-6b64-43f2-ade9-242e05780007"

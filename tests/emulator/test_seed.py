@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from adp_identity.emulator import DEFAULT_SEED, SeedError, load_seed
+from adp_identity_emulator import DEFAULT_SEED, SeedError, load_seed
 
 ROLES_CATALOG = Path(__file__).parents[1] / "fixtures" / "recorded-dataverse" / "roles-catalog.json"
 MANAGER_PRIVILEGES = (

@@ -16,8 +16,8 @@ from azure.identity import ClientSecretCredential
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from adp_identity.emulator import Emulator
-from adp_identity.emulator.faults import THROTTLE_CODE
+from adp_identity_emulator import Emulator
+from adp_identity_emulator.faults import THROTTLE_CODE
 
 pytestmark = pytest.mark.emulator
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from adp_identity.admin_centre import AdminCentre
-from adp_identity.emulator import Emulator
-from adp_identity.provider_host import ProviderHost
+from adp_identity_emulator import Emulator
+from adp_identity_sandbox.admin_centre import AdminCentre
+from adp_identity_sandbox.provider_host import ProviderHost
 from providers.dataverse.provider import TYPE_TOKEN, ApplicationUserProvider
 
 TENANT = "DefraDev"

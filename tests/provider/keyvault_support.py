@@ -23,9 +23,9 @@ import requests
 from azure.core.credentials import AccessToken
 from requests.structures import CaseInsensitiveDict
 
-from adp_identity.emulator.http import Claims, EmuRequest, EmuResponse, Headers, InvalidToken, ServicePrincipal
-from adp_identity.emulator.keyvault import AUDIENCE, KeyVaultService, KeyVaultState
-from adp_identity.emulator.seed_model import ApplicationSeed, KeyVaultSeed, Seed, TenantSeed
+from adp_identity_emulator.http import Claims, EmuRequest, EmuResponse, Headers, InvalidToken, ServicePrincipal
+from adp_identity_emulator.keyvault import AUDIENCE, KeyVaultService, KeyVaultState
+from adp_identity_emulator.seed_model import ApplicationSeed, KeyVaultSeed, Seed, TenantSeed
 from providers.keyvault.client import KeyVaultCertificatesClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from adp_identity.emulator import Emulator
-from adp_identity.emulator.log import LogEntry
-from adp_identity.provider_host import UNKNOWN, ProviderCallError, ProviderHost
+from adp_identity_emulator import Emulator
+from adp_identity_emulator.log import LogEntry
+from adp_identity_sandbox.provider_host import UNKNOWN, ProviderCallError, ProviderHost
 from tests.provider.dataverse_support import ENVIRONMENT, admin, client_id, provider_host
 
 pytestmark = [pytest.mark.grpc, pytest.mark.emulator]

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import requests
 
-from adp_identity.emulator import Emulator
-from adp_identity.emulator.keyvault import KeyVaultState
+from adp_identity_emulator import Emulator
+from adp_identity_emulator.keyvault import KeyVaultState
 from providers.keyvault.provider import TYPE_TOKEN, KeyVaultCertificateProvider
 
 from .grpc_host import UNKNOWN, ProviderCallError, ProviderHost

@@ -8,7 +8,7 @@ import pytest
 import requests
 from azure.identity import WorkloadIdentityCredential
 
-from adp_identity.emulator import Emulator
+from adp_identity_emulator import Emulator
 from providers._identity import TOKENS
 from providers.keyvault.client import KeyVaultCertificatesClient
 from providers.keyvault.models import CertificatePolicy

@@ -15,7 +15,7 @@ import shlex
 import pytest
 from rich.console import Console
 
-from adp_identity.emulator.dataverse import DataverseEnvironment
+from adp_identity_emulator.dataverse import DataverseEnvironment
 from bench import BenchSettings, run_benchmark
 from bench.__main__ import main
 from bench.report import render

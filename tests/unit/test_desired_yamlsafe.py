@@ -1,7 +1,7 @@
 """The strict YAML reader: what a reviewer sees is exactly what is loaded, or a one-line refusal.
 
 The desired-state loader reads through ``adp_identity.desired.yamlsafe``; the reader itself is the shared
-``adp_identity.yamlstrict`` (the emulator's seeds use it too, with aliases allowed).
+``adp_yaml`` (the emulator's seeds use it too, with aliases allowed).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from adp_identity.desired import yamlsafe
-from adp_identity.yamlstrict import MAX_ALIAS_NODES, MAX_BYTES, YamlRefused, parse_yaml, read_yaml
+from adp_yaml import MAX_ALIAS_NODES, MAX_BYTES, YamlRefused, parse_yaml, read_yaml
 
 
 def refused(data: bytes) -> YamlRefused:

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from adp_identity.emulator.http import EmuResponse
+from adp_identity_emulator.http import EmuResponse
 
 FaultKind = Literal["latency", "throttle", "unavailable", "bad_gateway", "drop", "lost_response"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)

@@ -29,11 +29,11 @@ from typing import Any
 
 import jwt
 
-from adp_identity.emulator.faults import Fault, FaultInjector, fault_response
-from adp_identity.emulator.http import EmuRequest, EmuResponse, Headers, Service
-from adp_identity.emulator.log import RequestLog
+from adp_identity_emulator.faults import Fault, FaultInjector, fault_response
+from adp_identity_emulator.http import EmuRequest, EmuResponse, Headers, Service
+from adp_identity_emulator.log import RequestLog
 
-logger = logging.getLogger("adp_identity.emulator")
+logger = logging.getLogger("adp_identity_emulator")
 
 HOST = "127.0.0.1"
 _HANDSHAKE_TIMEOUT = 10.0

@@ -46,8 +46,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from adp_identity.emulator.http import Directory, EmuRequest, EmuResponse, InvalidToken, TokenVerifier
-from adp_identity.emulator.seed_model import KeyVaultSeed, TenantSeed
+from adp_identity_emulator.http import Directory, EmuRequest, EmuResponse, InvalidToken, TokenVerifier
+from adp_identity_emulator.seed_model import KeyVaultSeed, TenantSeed
 
 AUDIENCE = "https://vault.azure.net"
 API_VERSIONS = ("7.4", "7.5")

@@ -13,7 +13,7 @@ from typing import Any
 import requests
 from azure.identity import ClientSecretCredential
 
-from adp_identity.emulator import Emulator
+from adp_identity_emulator import Emulator
 
 API = "/api/data/v9.2/"
 ADMIN_APPLICATION = "adp-platform-admin"

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from adp_identity.emulator.seed_model import (
+from adp_identity_emulator.seed_model import (
     ApplicationSeed,
     ApplicationUserSeed,
     BusinessUnitSeed,
@@ -29,7 +29,7 @@ from adp_identity.emulator.seed_model import (
     Seed,
     TenantSeed,
 )
-from adp_identity.yamlstrict import YamlRefused, format_key_path, kind_of, read_yaml
+from adp_yaml import YamlRefused, format_key_path, kind_of, read_yaml
 
 DEFAULT_SEED = Path(__file__).with_name("default_seed.yaml")
 """The packaged ADP-shaped seed (tenants Defra and DefraDev)."""

@@ -3,7 +3,7 @@
 It lets the whole tool chain - azure-identity credentials, the Dataverse client, the Pulumi provider, the demo -
 run unchanged against something that answers like the cloud, with no cloud account and no network::
 
-    from adp_identity.emulator import Emulator, load_seed, DEFAULT_SEED
+    from adp_identity_emulator import Emulator, load_seed, DEFAULT_SEED
     with Emulator(load_seed(DEFAULT_SEED), state_dir=tmp_path) as emu:
         env = emu.credential_env("DefraDev")        # AZURE_* variables of the deploying identity
         url = emu.environment_url("defradev-dev")   # a Dataverse environment's origin
@@ -26,16 +26,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from adp_identity.emulator.dataverse import DataverseEnvironment, DataverseService
-from adp_identity.emulator.entra import FEDERATION_AUDIENCE, EntraService, FederatedCredential
-from adp_identity.emulator.faults import FaultInjector
-from adp_identity.emulator.http import Service
-from adp_identity.emulator.keyvault import KeyVaultService, KeyVaultState
-from adp_identity.emulator.log import RequestLog
-from adp_identity.emulator.pki import CertificateAuthority
-from adp_identity.emulator.seed import DEFAULT_SEED, SeedError, load_seed
-from adp_identity.emulator.seed_model import ApplicationSeed, Seed, TenantSeed
-from adp_identity.emulator.server import HttpsServer, Route, tls_context
+from adp_identity_emulator.dataverse import DataverseEnvironment, DataverseService
+from adp_identity_emulator.entra import FEDERATION_AUDIENCE, EntraService, FederatedCredential
+from adp_identity_emulator.faults import FaultInjector
+from adp_identity_emulator.http import Service
+from adp_identity_emulator.keyvault import KeyVaultService, KeyVaultState
+from adp_identity_emulator.log import RequestLog
+from adp_identity_emulator.pki import CertificateAuthority
+from adp_identity_emulator.seed import DEFAULT_SEED, SeedError, load_seed
+from adp_identity_emulator.seed_model import ApplicationSeed, Seed, TenantSeed
+from adp_identity_emulator.server import HttpsServer, Route, tls_context
 
 __all__ = ["DEFAULT_SEED", "Emulator", "SeedError", "load_seed"]
 

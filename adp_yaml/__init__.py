@@ -1,8 +1,8 @@
 """The project's one strict YAML reader: what a reviewer sees is exactly what is loaded.
 
 Both the desired-state files (service files arrive in pull requests) and the emulator's seeds (trusted local
-files) are read here, so both follow the same rules. The module stands outside ``adp_identity.desired`` so that
-the emulator can use it without importing the desired-state schema.
+files) are read here, so both follow the same rules. It is a package of its own, importing nothing of the product
+or the emulator, so that both can use it and neither depends on the other (``.importlinter``).
 
 PyYAML's safe loader still accepts things that hide meaning from a reviewer or hurt the machine reading it:
 duplicate keys (the last silently wins), anchors and aliases (one line can expand to gigabytes, the

@@ -38,9 +38,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from adp_identity.emulator.http import Claims, EmuRequest, EmuResponse, InvalidToken, ServicePrincipal
-from adp_identity.emulator.pki import SigningKey, b64url
-from adp_identity.emulator.seed_model import ApplicationSeed, TenantSeed
+from adp_identity_emulator.http import Claims, EmuRequest, EmuResponse, InvalidToken, ServicePrincipal
+from adp_identity_emulator.pki import SigningKey, b64url
+from adp_identity_emulator.seed_model import ApplicationSeed, TenantSeed
 
 FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
