@@ -35,7 +35,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from providers._dynamic import ProcessClients, is_unknown
+from providers._dynamic import ProcessClients, Property, check_properties, is_unknown
 from providers._origin import https_origin
 from providers.dataverse.client import DataverseClient
 from providers.dataverse.models import name_key
@@ -98,39 +98,24 @@ def normalise_business_unit(value: Any) -> str | None:
     return " ".join(value.split())
 
 
+def normalise_disabled(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false (got {value!r})")
+    return value
+
+
+PROPERTIES: Mapping[str, Property] = {
+    "environment_url": Property(normalise_environment_url, required=True),
+    "application_id": Property(normalise_guid, required=True),
+    "security_roles": Property(normalise_roles),
+    "business_unit": Property(normalise_business_unit),
+    "disabled": Property(normalise_disabled, default=False),
+}
+assert tuple(PROPERTIES) == INPUT_KEYS
+
+
 def check_inputs(news: Mapping[str, Any]) -> tuple[dict[str, Any], list[CheckFailure]]:
-    inputs: dict[str, Any] = {}
-    failures: list[CheckFailure] = []
-    normalisers = {
-        "environment_url": normalise_environment_url,
-        "application_id": normalise_guid,
-        "security_roles": normalise_roles,
-        "business_unit": normalise_business_unit,
-    }
-    for key, normalise in normalisers.items():
-        value = news.get(key)
-        if key in ("environment_url", "application_id") and value is None:
-            failures.append(CheckFailure(key, f"{key} is required"))
-            continue
-        if is_unknown(value):
-            inputs[key] = value
-            continue
-        try:
-            normalised = normalise(value)
-        except ValueError as exc:
-            failures.append(CheckFailure(key, f"{key} {exc}"))
-            continue
-        if normalised is not None:
-            inputs[key] = normalised
-    disabled = news.get("disabled", False)
-    if is_unknown(disabled) or isinstance(disabled, bool):
-        inputs["disabled"] = disabled
-    else:
-        failures.append(CheckFailure("disabled", f"disabled must be true or false (got {disabled!r})"))
-    unexpected = sorted(k for k in news if k not in INPUT_KEYS and not k.startswith("__"))
-    for key in unexpected:
-        failures.append(CheckFailure(key, f"unknown property {key!r}; allowed: {', '.join(INPUT_KEYS)}"))
-    return inputs, failures
+    return check_properties(news, PROPERTIES)
 
 
 # -- mapping between Pulumi properties and reconcile's types --------------------------------------------------

@@ -52,7 +52,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from providers._dynamic import ProcessClients, is_unknown
+from providers._dynamic import ProcessClients, Property, check_properties, is_unknown
 from providers.keyvault.client import KeyVaultCertificatesClient, vault_origin
 from providers.keyvault.errors import CertificateNotFound
 from providers.keyvault.models import CertificatePolicy, CertificateVersion
@@ -148,17 +148,14 @@ def normalise_renew_before_days(value: Any) -> int:
     return days
 
 
-_NORMALISERS = {
-    "vault_url": normalise_vault_url,
-    "certificate_name": normalise_certificate_name,
-    "subject": normalise_subject,
-    "validity_months": normalise_validity_months,
-    "renew_before_days": normalise_renew_before_days,
+PROPERTIES: Mapping[str, Property] = {
+    "vault_url": Property(normalise_vault_url),
+    "certificate_name": Property(normalise_certificate_name),
+    "subject": Property(normalise_subject),
+    "validity_months": Property(normalise_validity_months, default=DEFAULT_VALIDITY_MONTHS),
+    "renew_before_days": Property(normalise_renew_before_days, default=DEFAULT_RENEW_BEFORE_DAYS),
 }
-_DEFAULTS: dict[str, Any] = {
-    "validity_months": DEFAULT_VALIDITY_MONTHS,
-    "renew_before_days": DEFAULT_RENEW_BEFORE_DAYS,
-}
+assert tuple(PROPERTIES) == INPUT_KEYS
 
 
 @dataclass(frozen=True)
@@ -218,19 +215,7 @@ class KeyVaultCertificateProvider(ResourceProvider):
     """CRUD of one Key Vault certificate held as two slots (see the module docstring). Holds no state."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        inputs = dict(news)
-        failures: list[CheckFailure] = []
-        for key, normalise in _NORMALISERS.items():
-            value = news.get(key)
-            if is_unknown(value):
-                continue
-            if value is None and key in _DEFAULTS:
-                inputs[key] = _DEFAULTS[key]
-                continue
-            try:
-                inputs[key] = normalise(value)
-            except ValueError as exc:
-                failures.append(CheckFailure(key, f"{key} {exc}"))
+        inputs, failures = check_properties(news, PROPERTIES)
         months, days = inputs.get("validity_months"), inputs.get("renew_before_days")
         if (
             isinstance(months, int)

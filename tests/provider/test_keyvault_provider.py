@@ -103,6 +103,13 @@ def test_check_fills_defaults(provider: KeyVaultCertificateProvider) -> None:
     assert result.inputs["validity_months"] == 12 and result.inputs["renew_before_days"] == 30
 
 
+def test_check_refuses_unknown_properties_as_the_dataverse_provider_does(provider: KeyVaultCertificateProvider) -> None:
+    result = provider.check({}, {**INPUTS, "key_type": "EC", "__provider": "kept"})
+    assert [f.property for f in result.failures] == ["key_type"]
+    assert result.failures[0].reason.startswith("unknown property 'key_type'; allowed: vault_url, certificate_name")
+    assert result.inputs["__provider"] == "kept" and "key_type" not in result.inputs
+
+
 @pytest.mark.parametrize(
     ("key", "value", "fragment"),
     [
