@@ -24,6 +24,8 @@ are never logged, put in errors, or stored anywhere else.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import threading
 import time
@@ -214,3 +216,51 @@ def bearer_token(credential: TokenCredential | None, scope: str) -> str:
 def refuse_token(credential: TokenCredential | None, scope: str, token: str) -> None:
     """The API answered 401 to ``token``: drop it so the next ``bearer_token`` fetches a new one."""
     TOKENS.invalidate(token_key(credential, scope), token)
+
+
+class WrongTenant(Exception):
+    """The credential signs in to another Entra tenant than the environment or vault belongs to.
+
+    Raised before a single request reaches that environment or vault (contract ``tenant_id``, docs/security.md):
+    a DefraDev pipeline credential pointed at a Defra environment, or the reverse, stops here. Names both tenants,
+    never the token.
+    """
+
+    def __init__(self, target: str, expected: str, actual: str | None) -> None:
+        self.target = target
+        self.expected = expected
+        self.actual = actual
+        got = f"tenant {actual}" if actual else "a token without a tenant (tid) claim"
+        super().__init__(
+            f"{target} belongs to tenant {expected}, but the credential signs in to {got}; "
+            "use the identity of that tenant (AZURE_TENANT_ID / the pipeline's service connection)"
+        )
+
+
+def token_tenant(token: str) -> str | None:
+    """The ``tid`` claim of a JWT access token, read without verifying it (the API verifies; we only compare).
+
+    Returns ``None`` for anything that is not a JWT with a string ``tid``; never raises, never logs the token.
+    """
+    parts = token.split(".")
+    if len(parts) != 3 or len(parts[1]) > 16384:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    tid = payload.get("tid") if isinstance(payload, dict) else None
+    return tid.lower() if isinstance(tid, str) else None
+
+
+def check_tenant(credential: TokenCredential | None, scope: str, tenant_id: str | None, target: str) -> None:
+    """Refuse with `WrongTenant` unless the token ``credential`` obtains for ``scope`` carries ``tenant_id``.
+
+    ``tenant_id`` ``None`` checks nothing (the argument is optional; the program always sets it). The token comes
+    from the process-wide cache, so the check costs no extra token request after the first.
+    """
+    if not tenant_id:
+        return
+    actual = token_tenant(bearer_token(credential, scope))
+    if actual != tenant_id.strip().lower():
+        raise WrongTenant(target, tenant_id.strip().lower(), actual)
