@@ -31,7 +31,14 @@ from providers._identity import TOKENS, CredentialFailed, TokenCache, TokenCrede
 from providers._origin import https_origin
 from providers.dataverse._batch import BatchRequest, BatchResponse, decode_batch_response, encode_change_set
 from providers.dataverse._transport import API_PATH, Call, Transport, json_body
-from providers.dataverse.errors import DataverseError, Unauthorized, UnexpectedResponse, error_for_status, one_line
+from providers.dataverse.errors import (
+    DataverseError,
+    Unauthorized,
+    UnexpectedResponse,
+    WriteRefused,
+    error_for_status,
+    one_line,
+)
 from providers.dataverse.models import (
     ActualUser,
     RoleCatalog,
@@ -116,10 +123,17 @@ class DataverseClient:
         max_retry_wait: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        catalog_cache: CatalogCache | None = None,
+        read_only: bool = False,
     ) -> None:
+        """``catalog_cache``: where role catalogs are kept (default: the process-wide ``CATALOGS``; a fresh
+        ``CatalogCache()`` reads the catalog anew, as ``audit`` must). ``read_only``: every write method raises
+        ``WriteRefused`` before a request is built (``plan``, ``audit``, ``export`` and preview never write)."""
         self.environment_url = environment_origin(environment_url)
         self.scope = f"{self.environment_url}/.default"
+        self.read_only = read_only
         self._credential = credential
+        self._catalogs = CATALOGS if catalog_cache is None else catalog_cache
         self._transport = Transport(
             self.environment_url,
             session or requests.Session(),
@@ -186,7 +200,12 @@ class DataverseClient:
 
         ``after_miss=True`` (a name was not found) refetches, at most once per environment per process.
         """
-        return CATALOGS.get(self.environment_url, self._fetch_catalog, after_miss=after_miss)
+        return self._catalogs.get(self.environment_url, self._fetch_catalog, after_miss=after_miss)
+
+    def application_users(self) -> list[ActualUser]:
+        """Every application user of the environment with its business unit and roles (1 GET per 5000 users)."""
+        query = _query(("$filter", "applicationid ne null"), ("$select", USER_SELECT), ("$expand", USER_EXPAND))
+        return [application_user_from_wire(row) for page in self._transport.pages("systemusers", query) for row in page]
 
     def _fetch_catalog(self) -> RoleCatalog:
         units = [
@@ -199,12 +218,19 @@ class DataverseClient:
 
     # -- writes ------------------------------------------------------------------------------------------------
 
+    def _writable(self, what: str) -> None:
+        if self.read_only:
+            raise WriteRefused(
+                f"{self!r} is read-only and was asked to {what}: nothing was sent", environment=self.environment_url
+            )
+
     def create_user(self, application_id: str, business_unit_id: str) -> str:
         """Create the application user of ``application_id`` in ``business_unit_id``; returns its systemuserid.
 
         Raises ``Duplicate`` when it already exists, ``ConnectionFailed(maybe_committed=True)`` when the answer
         was lost: the caller re-reads by application id before trying again (a POST is never replayed blindly).
         """
+        self._writable("create a user")
         body = {
             "applicationid": normalise_guid(application_id),
             "businessunitid@odata.bind": f"/businessunits({normalise_guid(business_unit_id)})",
@@ -240,6 +266,7 @@ class DataverseClient:
         self._patch(systemuser_id, {"businessunitid@odata.bind": f"/businessunits({normalise_guid(business_unit_id)})"})
 
     def _patch(self, systemuser_id: str, values: Mapping[str, Any]) -> None:
+        self._writable("update a user")
         url = self._transport.url(f"systemusers({normalise_guid(systemuser_id)})")
         self._transport.send(
             Call("PATCH", url, accept=(200, 204), idempotent=True, body=json_body(values), headers=_UPDATE_ONLY)
@@ -260,6 +287,7 @@ class DataverseClient:
         ]
         if not requests_:
             return
+        self._writable("change roles")
         if len(requests_) == 1:
             (single,) = requests_
             url = f"{self.environment_url}{single.path}"

@@ -75,6 +75,10 @@ class DataverseError(Exception):
         return f"{type(self).__name__}({str(self)!r})"
 
 
+class WriteRefused(DataverseError):
+    """A read-only client (``plan``, ``audit``, ``export``, preview's name check) was asked to write: nothing sent."""
+
+
 class Unauthorized(DataverseError):
     """401, or no token could be obtained for the environment."""
 

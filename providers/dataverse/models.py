@@ -10,6 +10,7 @@ them.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,26 @@ def normalise_guid(value: str) -> str:
 def name_key(name: str) -> str:
     """How names are compared: case-insensitive, runs of whitespace as one space (as Dataverse's UI shows them)."""
     return " ".join(name.split()).casefold()
+
+
+def disguised_name(name: str) -> str | None:
+    """Why a declared role or business-unit name could disguise another, or None when it is plain.
+
+    Names are compared one way everywhere (``name_key``), so a declared name may hold no whitespace but single
+    ASCII spaces between words, and no invisible or control character: otherwise ``"System\u00a0Administrator"``
+    or ``"System  Customizer"`` would slip past a policy comparing one spelling and resolve to the real role.
+    """
+    for index, char in enumerate(name):
+        if char == " ":
+            continue
+        category = unicodedata.category(char)
+        if char.isspace() or category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"):
+            return f"holds U+{ord(char):04X} ({unicodedata.name(char, category)}) at position {index + 1}"
+    if name != name.strip(" "):
+        return "starts or ends with a space"
+    if "  " in name:
+        return "holds two spaces in a row"
+    return None
 
 
 @dataclass(frozen=True)

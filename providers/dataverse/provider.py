@@ -42,7 +42,7 @@ from providers.dataverse.models import name_key
 from providers.dataverse.reconcile import ActualUser, DesiredUser, ensure, revoke
 
 TYPE_TOKEN = "pulumi-python:dynamic/dataverse:ApplicationUser"
-INPUT_KEYS = ("environment_url", "application_id", "security_roles", "business_unit", "disabled")
+INPUT_KEYS = ("environment_url", "application_id", "security_roles", "business_unit", "disabled", "tenant_id")
 REPLACE_KEYS = ("environment_url", "application_id")
 
 _CLIENTS: ProcessClients[DataverseClient] = ProcessClients()
@@ -110,6 +110,9 @@ PROPERTIES: Mapping[str, Property] = {
     "security_roles": Property(normalise_roles),
     "business_unit": Property(normalise_business_unit),
     "disabled": Property(normalise_disabled, default=False),
+    # The Entra tenant the environment belongs to (contract tenant_id): checked against the credential's token
+    # before any request; never a diff key (adding it to an existing resource changes nothing in Dataverse).
+    "tenant_id": Property(lambda value: None if value is None else normalise_guid(value)),
 }
 assert tuple(PROPERTIES) == INPUT_KEYS
 
@@ -263,6 +266,7 @@ class ApplicationUserArgs:
     security_roles: pulumi.Input[Sequence[pulumi.Input[str]]] = ()
     business_unit: pulumi.Input[str] | None = None  # name; None = the root business unit
     disabled: pulumi.Input[bool] = False
+    tenant_id: pulumi.Input[str] | None = None  # the environment's Entra tenant; the program always sets it
 
 
 class ApplicationUser(Resource, module="dataverse", name="ApplicationUser"):
@@ -289,6 +293,7 @@ class ApplicationUser(Resource, module="dataverse", name="ApplicationUser"):
             else args.security_roles,
             "business_unit": args.business_unit,
             "disabled": args.disabled,
+            "tenant_id": args.tenant_id,
             # outputs, declared so that they are readable as attributes
             "systemuser_id": None,
             "business_unit_id": None,

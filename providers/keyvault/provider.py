@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +70,8 @@ from providers.keyvault.slots import (
 )
 
 TYPE_TOKEN = "pulumi-python:dynamic/keyvault:KeyVaultCertificate"
-INPUT_KEYS = ("vault_url", "certificate_name", "subject", "validity_months", "renew_before_days")
+INPUT_KEYS = ("vault_url", "certificate_name", "subject", "validity_months", "renew_before_days", "tenant_id")
+DIFF_KEYS = INPUT_KEYS[:-1]  # tenant_id only guards requests (contract tenant_id): changing it updates nothing
 REPLACE_KEYS = ("vault_url", "certificate_name")
 NEW_VERSION_KEYS = ("subject", "validity_months")  # take effect only in a new version
 DEFAULT_VALIDITY_MONTHS = 12
@@ -148,12 +150,22 @@ def normalise_renew_before_days(value: Any) -> int:
     return days
 
 
+def normalise_tenant_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(str(value).strip().strip("{}")))
+    except ValueError:
+        raise ValueError(f"must be the vault's Entra tenant id, a GUID (got {value!r})") from None
+
+
 PROPERTIES: Mapping[str, Property] = {
     "vault_url": Property(normalise_vault_url),
     "certificate_name": Property(normalise_certificate_name),
     "subject": Property(normalise_subject),
     "validity_months": Property(normalise_validity_months, default=DEFAULT_VALIDITY_MONTHS),
     "renew_before_days": Property(normalise_renew_before_days, default=DEFAULT_RENEW_BEFORE_DAYS),
+    "tenant_id": Property(normalise_tenant_id),
 }
 assert tuple(PROPERTIES) == INPUT_KEYS
 
@@ -165,6 +177,7 @@ class DesiredCertificate:
     subject: str
     validity_months: int
     renew_before_days: int
+    tenant_id: str | None = None
 
     @classmethod
     def of(cls, props: Mapping[str, Any]) -> DesiredCertificate:
@@ -174,6 +187,7 @@ class DesiredCertificate:
             subject=normalise_subject(props["subject"]),
             validity_months=normalise_validity_months(props.get("validity_months", DEFAULT_VALIDITY_MONTHS)),
             renew_before_days=normalise_renew_before_days(props.get("renew_before_days", DEFAULT_RENEW_BEFORE_DAYS)),
+            tenant_id=normalise_tenant_id(props.get("tenant_id")),
         )
 
     @property
@@ -185,7 +199,7 @@ class DesiredCertificate:
         return CertificatePolicy(self.subject, self.validity_months, self.renew_before_days)
 
     def inputs(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in INPUT_KEYS}
+        return {k: getattr(self, k) for k in INPUT_KEYS if getattr(self, k) is not None}
 
     def matches(self, version: CertificateVersion) -> bool:
         subject = version.subject()
@@ -235,7 +249,7 @@ class KeyVaultCertificateProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in REPLACE_KEYS if _changed(k, olds.get(k), news.get(k))]
-        changed = [k for k in INPUT_KEYS if _changed(k, olds.get(k), news.get(k))]
+        changed = [k for k in DIFF_KEYS if _changed(k, olds.get(k), news.get(k))]
         due = False
         if not replaces:
             days = news.get("renew_before_days")
@@ -436,6 +450,7 @@ class KeyVaultCertificateArgs:
     subject: pulumi.Input[str]
     validity_months: pulumi.Input[int] = DEFAULT_VALIDITY_MONTHS
     renew_before_days: pulumi.Input[int] = DEFAULT_RENEW_BEFORE_DAYS
+    tenant_id: pulumi.Input[str] | None = None  # the vault's Entra tenant; the program always sets it
 
 
 class KeyVaultCertificate(Resource, module="keyvault", name="KeyVaultCertificate"):
@@ -459,6 +474,7 @@ class KeyVaultCertificate(Resource, module="keyvault", name="KeyVaultCertificate
             "subject": args.subject,
             "validity_months": args.validity_months,
             "renew_before_days": args.renew_before_days,
+            "tenant_id": args.tenant_id,
             "current_version": None,
             "slot_a": None,
             "slot_b": None,
