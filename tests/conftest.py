@@ -78,3 +78,36 @@ def make_emulator(tmp_path: Path) -> Iterator[EmulatorFactory]:
 def emulator(make_emulator: EmulatorFactory) -> Emulator:
     """A running emulator on the default seed, its state in the test's tmp_path."""
     return make_emulator()
+
+
+# -- the fast subset (`make test-fast`): no emulator, no provider host ----------------------------------------
+
+_SLOW_DIRECTORIES = {"emulator": "emulator", "bench": "emulator"}
+_EMULATOR_FIXTURES = {"emulator", "make_emulator"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark by where a test lives and what it uses, so `-m "not emulator and not grpc"` leaves out every slow one."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(Path(__file__).parent).parts
+        marker = _SLOW_DIRECTORIES.get(parts[0]) if len(parts) > 1 else None
+        if marker:
+            item.add_marker(marker)
+        if _EMULATOR_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("emulator")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under `make test-fast` (ADP_IDENTITY_TEST_FAST=1) a test that starts an emulator or a provider host without
+    its marker fails, whatever the fixture's scope, so the fast subset never silently grows slow again."""
+    import os
+
+    if os.environ.get("ADP_IDENTITY_TEST_FAST") != "1":
+        return
+    from adp_identity_sandbox.provider_host import ProviderHost
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("this test starts an emulator or a provider host: mark it emulator or grpc")
+
+    Emulator.start = refuse  # type: ignore[method-assign]
+    ProviderHost.__enter__ = refuse  # type: ignore[method-assign]
