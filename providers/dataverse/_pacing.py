@@ -147,6 +147,13 @@ class Budget:
             return self._waiting
 
     @property
+    def in_window(self) -> int:
+        """Requests started within the sliding window (a ``$batch`` is one)."""
+        with self._cond:
+            self._age(self._clock())
+            return len(self._starts)
+
+    @property
     def paused_until(self) -> float:
         with self._cond:
             return self._paused_until

@@ -16,12 +16,13 @@ Retry rules (powerapps-docs ``api-limits`` and ``compose-http-requests-handle-er
 
 Bounds (issue 9, "every loop ends, every call has a deadline"):
 
-* **Deadline.** One operation (every attempt, wait and byte of ``send``) ends within ``deadline`` seconds
-  (default ``max_retry_wait + READ_TIMEOUT``) with ``DeadlineExceeded``. requests' read timeout is per socket read,
-  so a server trickling one byte at a time would never trip it: each attempt's socket read timeout is cut to the
-  time left, the body is read in pieces with the clock checked between them, and the sockets of the attempt are
-  shut down by a timer when the deadline passes (``DeadlineAdapter``, fitted onto the session's stock adapter), so
-  even a trickle of response headers ends there.
+* **Deadline.** One operation (every attempt, retry wait and byte of ``send``) ends within ``deadline`` seconds
+  (default ``max_retry_wait + READ_TIMEOUT``) with ``DeadlineExceeded``. Time held back by pacing is counted apart,
+  up to ``max_pacing_wait`` (one 5-minute window frees any request limit), so the worst case is the sum of the two.
+  requests' read timeout is per socket read, so a server trickling one byte at a time would never trip it: each
+  attempt's socket read timeout is cut to the time left, the body is read in pieces with the clock checked between
+  them, and the sockets of the attempt are shut down by a timer when the deadline passes (``DeadlineAdapter``,
+  fitted onto the session's stock adapter), so even a trickle of response headers ends there.
 * **Size.** A body is streamed raw (``stream=True``, ``decode_content=False``): at most ``max_response_bytes`` on
   the wire (a larger ``Content-Length`` is refused before reading), then decompressed here piece by piece with the
   same cap on the output, so a gzip bomb is refused after inflating at most the cap, never the whole of it.
@@ -81,6 +82,7 @@ MAX_THROTTLED_RETRIES = 30  # resends after 429/503, within the wait budget (gua
 CONNECT_TIMEOUT = 10.0  # seconds, per attempt
 READ_TIMEOUT = 120.0  # seconds, per socket read (and never more than the operation has left)
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # per answer, compressed and decompressed alike
+MAX_PACING_WAIT = 300.0  # seconds one operation may be held back by pacing: one window frees any request limit
 _CHUNK = 64 * 1024  # raw bytes per read
 _PIECE = 1024 * 1024  # decompressed bytes per zlib call
 
@@ -387,11 +389,13 @@ class Transport:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         max_pages: int = MAX_PAGES,
         pacer: Pacer | None = None,
+        max_pacing_wait: float = MAX_PACING_WAIT,
     ) -> None:
         """``clock`` is wall time (for HTTP-date ``Retry-After``s); ``monotonic`` measures the ``deadline`` of one
         operation (default ``max_retry_wait + READ_TIMEOUT``). ``pacer`` holds the per-(caller, environment)
-        budgets (default: the process-wide ``PACING``). A session with requests' stock HTTPS adapter gets the
-        deadline watchdog fitted (``fit_deadline_adapter``)."""
+        budgets (default: the process-wide ``PACING``); the time an operation is held back by it counts against
+        ``max_pacing_wait``, not the deadline (a full 5-minute window must be waited out, not failed). A session
+        with requests' stock HTTPS adapter gets the deadline watchdog fitted (``fit_deadline_adapter``)."""
         self.origin = origin
         self._session = fit_deadline_adapter(session if session is not None else requests.Session())
         self._token = token
@@ -405,6 +409,7 @@ class Transport:
         self.max_response_bytes = max_response_bytes
         self.max_pages = max_pages
         self._pacer = PACING if pacer is None else pacer
+        self.max_pacing_wait = max_pacing_wait
 
     def url(self, path: str, query: str = "") -> str:
         return f"{self.origin}{API_PATH}{path}" + (f"?{query}" if query else "")
@@ -417,6 +422,7 @@ class Transport:
     def send(self, call: Call) -> requests.Response:
         """Send ``call`` until it gets an accepted status (the response, its body read) or a typed error."""
         deadline_at = self._monotonic() + self.deadline
+        paced = 0.0  # seconds held back by pacing so far (they move the deadline, within max_pacing_wait)
 
         def remaining() -> float:
             return deadline_at - self._monotonic()
@@ -433,12 +439,26 @@ class Transport:
             token = self._token()
             headers = {**BASE_HEADERS, **(call.headers or {}), "Authorization": f"Bearer {token}"}
             budget = self._pacer.budget(token_caller(token), self.origin)
+            held_from = self._monotonic()
+
+            def pacing_left(ends: float = held_from + self.max_pacing_wait - paced) -> float:
+                return ends - self._monotonic()
+
             try:
-                slot = budget.acquire(remaining=remaining, sleep=self._sleep, honoured=honoured)
+                slot = budget.acquire(remaining=pacing_left, sleep=self._sleep, honoured=honoured)
             except WaitTooLong as wait:
-                raise self._deadline_exceeded(
-                    call, f"waiting {wait.seconds:g} s for {wait.reason}", maybe_committed=maybe_processed
+                raise DeadlineExceeded(
+                    f"Dataverse environment {self.origin}: waiting {wait.seconds:g} s more for {wait.reason} "
+                    f"would pass the {self.max_pacing_wait:g} s one operation may be held back by pacing",
+                    deadline=self.deadline,
+                    maybe_committed=maybe_processed,
+                    method=call.method,
+                    url=call.url,
+                    environment=self.origin,
                 ) from None
+            held = self._monotonic() - held_from
+            paced += held
+            deadline_at += held
             answer: requests.Response | None = None
             try:
                 answer = self._exchange(call, headers, deadline_at)

@@ -32,6 +32,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from providers._identity import CredentialFailed, CredentialRefused, CredentialUnavailable
+
 DUPLICATE_CODE = "0x80040237"  # "A record with matching key values already exists."
 
 _CONTROL = re.compile(r"[\s\x00-\x1f\x7f\u2028\u2029\x85]+")
@@ -317,3 +319,13 @@ def error_for_status(
     else:
         kind = UnexpectedResponse
     return kind(message, status=status, method=method, url=url, code=code, environment=environment)
+
+
+def credential_error(failed: CredentialFailed, environment: str) -> Unauthorized:
+    """The typed error of a credential that gave no token: not configured, refused by Entra ID, or otherwise."""
+    message = f"could not get a token for {failed.scope}: {one_line(failed.detail, 300)}"
+    if isinstance(failed, CredentialUnavailable):
+        return CredentialNotConfigured(message, missing=failed.missing, environment=environment)
+    if isinstance(failed, CredentialRefused):
+        return CredentialRejected(message, aadsts=failed.aadsts, environment=environment)
+    return Unauthorized(message, environment=environment)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import copy
 import email
-import io
 import email.policy
 import http.client
+import io
 import itertools
 import json
 import re
@@ -148,6 +148,8 @@ class FakeDataverse(BaseAdapter):
         self.batches: list[list[InnerRequest]] = []
         self.include_content_id_in_errors = True
         self.hooks: list[Callable[[Recorded], None]] = []  # run before a request is routed
+        # run before a request takes the fake's lock, so a hook may block without stopping concurrent requests
+        self.unlocked_hooks: list[Callable[[Recorded], None]] = []
         self._faults: list[_Fault] = []
         self._lock = threading.RLock()
         self._etag = itertools.count(1000)
@@ -277,6 +279,8 @@ class FakeDataverse(BaseAdapter):
             headers=CaseInsensitiveDict(request.headers),
             body=body,
         )
+        for hook in self.unlocked_hooks:
+            hook(recorded)
         with self._lock:
             self.requests.append(recorded)
             self._check_headers(recorded)
