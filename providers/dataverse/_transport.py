@@ -159,7 +159,10 @@ class _Watch:
     """Shuts down the sockets one attempt uses when its deadline passes, so no blocked read outlives it.
 
     Armed on the first socket the attempt's connection reports (``_WatchedHTTPSConnection``); an attempt through
-    an adapter without sockets (a test fake) is bounded by the clock checks alone.
+    an adapter without sockets (a test fake) is bounded by the clock checks alone. urllib3 hands a connection back
+    to its pool when the last byte of a body is read, a moment before the attempt closes its watch: a deadline
+    passing in exactly that moment can cut the connection another thread has just taken, which then fails as any
+    dropped connection does (retried when idempotent, ``maybe_committed`` otherwise).
     """
 
     def __init__(self, deadline_at: float, clock: Callable[[], float]) -> None:
@@ -299,9 +302,10 @@ class _Expired(Exception):
 
 
 class _TooLarge(Exception):
-    def __init__(self, read: int, what: str) -> None:
+    def __init__(self, read: int, what: str, status: int = 0) -> None:
         self.read = read
         self.what = what
+        self.status = status
 
 
 class _Inflater:
@@ -435,7 +439,9 @@ class Transport:
         honoured = -math.inf  # the end of a pause this worker already slept out itself
         while True:
             if remaining() <= 0:
-                raise self._deadline_exceeded(call, "no accepted answer", maybe_committed=maybe_processed)
+                raise self._deadline_exceeded(
+                    call, self._past_deadline("no accepted answer"), maybe_committed=maybe_processed
+                )
             token = self._token()
             headers = {**BASE_HEADERS, **(call.headers or {}), "Authorization": f"Bearer {token}"}
             budget = self._pacer.budget(token_caller(token), self.origin)
@@ -447,15 +453,11 @@ class Transport:
             try:
                 slot = budget.acquire(remaining=pacing_left, sleep=self._sleep, honoured=honoured)
             except WaitTooLong as wait:
-                raise DeadlineExceeded(
-                    f"Dataverse environment {self.origin}: waiting {wait.seconds:g} s more for {wait.reason} "
-                    f"would pass the {self.max_pacing_wait:g} s one operation may be held back by pacing",
-                    deadline=self.deadline,
-                    maybe_committed=maybe_processed,
-                    method=call.method,
-                    url=call.url,
-                    environment=self.origin,
-                ) from None
+                why = (
+                    f"waiting {wait.seconds:g} s more for {wait.reason} would pass the {self.max_pacing_wait:g} s "
+                    "one operation may be held back by pacing"
+                )
+                raise self._deadline_exceeded(call, why, maybe_committed=maybe_processed) from None
             held = self._monotonic() - held_from
             paced += held
             deadline_at += held
@@ -464,13 +466,14 @@ class Transport:
                 answer = self._exchange(call, headers, deadline_at)
             except _Expired as expired:
                 committed = maybe_processed or expired.sent
-                raise self._deadline_exceeded(call, "no complete answer", maybe_committed=committed) from None
+                why = self._past_deadline("no complete answer")
+                raise self._deadline_exceeded(call, why, maybe_committed=committed) from None
             except _TooLarge as too_large:
                 raise ResponseTooLarge(
                     limit=self.max_response_bytes,
                     read=too_large.read,
                     what=too_large.what,
-                    status=0,
+                    status=too_large.status,
                     method=call.method,
                     url=call.url,
                     environment=self.origin,
@@ -578,8 +581,12 @@ class Transport:
                     raise _Expired(sent=not _never_sent(exc)) from None
                 raise
             try:
-                self._read_body(response, deadline_at)
-            except (_TooLarge, _Expired):
+                self._read_body(call, response, deadline_at)
+            except _TooLarge as too_large:
+                response.close()
+                too_large.status = response.status_code
+                raise
+            except _Expired:
                 response.close()
                 raise
             except (urllib3.exceptions.HTTPError, requests.RequestException, OSError, zlib.error) as exc:
@@ -587,17 +594,12 @@ class Transport:
                 if watch.fired or self._monotonic() >= deadline_at:
                     raise _Expired(sent=True) from None
                 if isinstance(exc, zlib.error):
-                    raise UnexpectedResponse(
-                        f"Dataverse sent a {response.headers.get('Content-Encoding')} body that does not decode",
-                        status=response.status_code,
-                        method=call.method,
-                        url=call.url,
-                        environment=self.origin,
-                    ) from None
+                    what = f"Dataverse sent a {response.headers.get('Content-Encoding')} body that does not decode"
+                    raise self._unexpected(call, what, response) from None
                 raise requests.ConnectionError("the connection failed while the answer was read") from exc
         return response
 
-    def _read_body(self, response: requests.Response, deadline_at: float) -> None:
+    def _read_body(self, call: Call, response: requests.Response, deadline_at: float) -> None:
         """Read the raw body in pieces (clock checked between them), cap it on the wire and after decompression."""
         limit = self.max_response_bytes
         length = response.headers.get("Content-Length", "").strip()
@@ -612,13 +614,8 @@ class Transport:
             return
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
         if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
-            raise UnexpectedResponse(
-                f"Dataverse sent a body with Content-Encoding {encoding!r}; only gzip and deflate were accepted",
-                status=response.status_code,
-                method=response.request.method if response.request else None,
-                url=response.url,
-                environment=self.origin,
-            )
+            what = f"Dataverse sent a body with Content-Encoding {encoding!r}; only gzip and deflate were accepted"
+            raise self._unexpected(call, what, response)
         body = bytearray()
         inflater = _Inflater(encoding, limit, body)
         wire = 0
@@ -636,15 +633,18 @@ class Transport:
         response._content = bytes(body)
         response._content_consumed = True  # type: ignore[attr-defined]
 
-    def _deadline_exceeded(self, call: Call, what: str, *, maybe_committed: bool) -> DeadlineExceeded:
+    def _deadline_exceeded(self, call: Call, why: str, *, maybe_committed: bool) -> DeadlineExceeded:
         return DeadlineExceeded(
-            f"Dataverse environment {self.origin}: {what} within the operation's {self.deadline:g} s deadline",
+            f"Dataverse environment {self.origin}: {why}",
             deadline=self.deadline,
             maybe_committed=maybe_committed,
             method=call.method,
             url=call.url,
             environment=self.origin,
         )
+
+    def _past_deadline(self, what: str) -> str:
+        return f"{what} within the operation's {self.deadline:g} s deadline"
 
     def _error(self, call: Call, status: int, code: str | None, message: str) -> DataverseError:
         return error_for_status(
@@ -665,17 +665,18 @@ class Transport:
 
     # -- conveniences ------------------------------------------------------------------------------------------
 
+    def _unexpected(self, call: Call, message: str, response: requests.Response) -> UnexpectedResponse:
+        return UnexpectedResponse(
+            message, status=response.status_code, method=call.method, url=call.url, environment=self.origin
+        )
+
     def json(self, call: Call) -> Any:
         response = self.send(call)
         try:
             return response.json()
         except ValueError:
-            raise UnexpectedResponse(
-                f"Dataverse answered {response.status_code} without a JSON body",
-                status=response.status_code,
-                method=call.method,
-                url=call.url,
-                environment=self.origin,
+            raise self._unexpected(
+                call, f"Dataverse answered {response.status_code} without a JSON body", response
             ) from None
 
     def pages(self, path: str, query: str, *, page_size: int = MAX_PAGE_SIZE) -> Iterator[list[Mapping[str, Any]]]:

@@ -71,6 +71,31 @@ class FakeCredential:
         return AccessToken(self.token, int(time.time()) + self.expires_in)
 
 
+class FakeClock:
+    """A monotonic clock that moves only when a test advances it, or when ``sleep`` is asked to wait (thread-safe).
+
+    ``sleeps`` records every wait asked of ``sleep``, which moves the clock by it instead of sleeping.
+    """
+
+    def __init__(self, start: float = 10_000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self._now += seconds
+
+
 @dataclass
 class Recorded:
     method: str

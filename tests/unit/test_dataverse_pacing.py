@@ -34,26 +34,11 @@ from providers.dataverse.client import DataverseClient
 from providers.dataverse.errors import DeadlineExceeded
 
 from .fake_dataverse import APP, BU_SELECT, FakeCredential, FakeDataverse, Recorded, Reply, standard_environment
-
-
-class Clock:
-    """Monotonic time that moves only when the test, or a worker's fake sleep, moves it (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._now = 10_000.0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
+from .fake_dataverse import FakeClock as Clock
 
 
 class Sleeper:
-    """A worker's sleep: records the wait and moves the shared clock by it."""
+    """One worker's sleep: records that worker's waits and moves the shared clock by each."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
@@ -61,7 +46,7 @@ class Sleeper:
 
     def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
-        self.clock.advance(seconds)
+        self.clock.sleep(seconds)
 
 
 def until(condition: Callable[[], bool], what: str) -> None:
@@ -80,7 +65,7 @@ def fake() -> FakeDataverse:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(start=10_000.0)
 
 
 def transport_for(
