@@ -122,3 +122,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
     Emulator.start = refuse  # type: ignore[method-assign]
     ProviderHost.__enter__ = refuse  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pacing() -> Iterator[None]:
+    """The process-wide pacing budgets start empty in every test (emulator ports, and so origins, are reused)."""
+    from providers.dataverse._pacing import PACING
+
+    PACING.clear()
+    yield
+    PACING.clear()

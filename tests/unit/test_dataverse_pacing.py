@@ -51,7 +51,7 @@ class Sleeper:
 
 def until(condition: Callable[[], bool], what: str) -> None:
     """Wait for a state the test needs before its next step (a bounded poll, not a timing assertion)."""
-    give_up = time.monotonic() + 20
+    give_up = time.monotonic() + 60  # generous: CI machines are shared and 60 threads take a while to settle
     while not condition():
         if time.monotonic() > give_up:
             pytest.fail(f"never reached: {what}")
