@@ -23,6 +23,7 @@ from pathlib import Path
 
 import click
 
+from adp_identity.commands._options import fail, one_stack
 from adp_identity.commands.plan import _read_identities
 from adp_identity.desired import DesiredState, DesiredStateErrors, load_tree
 from adp_identity.drift import ServiceIdentity, environment_overrides, parse_identities
@@ -74,15 +75,7 @@ def read_environments(state: DesiredState, urls: dict[str, str], max_retry_wait:
 
 
 @click.command(name="graph")
-@click.option(
-    "--stacks",
-    "stacks_dir",
-    type=click.Path(path_type=Path),
-    default=Path("stacks"),
-    show_default=True,
-    help="The stacks directory (Pulumi stackConfigDir).",
-)
-@click.option("--stack", required=True, help="The stack (Entra tenant), e.g. defradev.")
+@one_stack
 @click.option(
     "--format",
     "output_format",
@@ -129,7 +122,7 @@ def command(
 ) -> None:
     """Draw services, identities, environments and roles (privileged ones marked), as declared or as held."""
     if not live and (identities_file or environment_urls):
-        _fail(ctx, ["graph: --identities and --environment-url read the environments; allowed: with --live"])
+        fail(ctx, ["graph: --identities and --environment-url read the environments; allowed: with --live"])
         return
     try:
         state = load_tree(stacks_dir, stack)[stack]
@@ -139,16 +132,16 @@ def command(
             identities = parse_identities(_read_identities(identities_file, source), source)
         urls = environment_overrides(environment_urls, state)
     except DesiredStateErrors as exc:
-        _fail(ctx, [str(error) for error in exc.errors])
+        fail(ctx, [str(error) for error in exc.errors])
         return
     if live:
         try:
             graph = from_live(state, read_environments(state, urls, max_retry_wait), identities)
         except GraphRefused as exc:
-            _fail(ctx, exc.lines)
+            fail(ctx, exc.lines)
             return
         except Exception as exc:  # a bug must still not print a traceback (or anything a token could hide in)
-            _fail(ctx, [f"graph: internal error ({type(exc).__name__}); please report it"])
+            fail(ctx, [f"graph: internal error ({type(exc).__name__}); please report it"])
             return
     else:
         graph = from_desired(state)
@@ -158,9 +151,3 @@ def command(
     else:
         output.write_text(text, encoding="utf-8")
         click.echo(f"graph: wrote {output} ({output_format})", err=True)
-
-
-def _fail(ctx: click.Context, lines: list[str]) -> None:
-    for line in lines:
-        click.echo(line, err=True)
-    ctx.exit(1)

@@ -18,21 +18,14 @@ from pathlib import Path
 
 import click
 
+from adp_identity.commands._options import fail, one_stack
 from adp_identity.desired import DesiredStateErrors, load_tree
 from infra.arm import ArmError, ArmReader, IdentityNotFound, find_import_ids
 from infra.imports import check_imports, declared_targets, import_file, render_imports
 
 
 @click.command(name="import-ids")
-@click.option(
-    "--stacks",
-    "stacks_dir",
-    type=click.Path(path_type=Path),
-    default=Path("stacks"),
-    show_default=True,
-    help="The stacks directory (Pulumi stackConfigDir).",
-)
-@click.option("--stack", required=True, help="The stack (Entra tenant), e.g. defradev.")
+@one_stack
 @click.option("--service", required=True, help="The service moving from owner: platform to adp-identity.")
 @click.option("--write", is_flag=True, help="Write stacks/<stack>/imports/<service>.yaml instead of printing it.")
 @click.pass_context
@@ -41,19 +34,19 @@ def command(ctx: click.Context, *, stacks_dir: Path, stack: str, service: str, w
     try:
         desired = load_tree(stacks_dir, stack)[stack]
     except DesiredStateErrors as exc:
-        _fail(ctx, [str(error) for error in exc.errors])
+        fail(ctx, [str(error) for error in exc.errors])
         return
     if service not in desired.services:
         known = ", ".join(sorted(desired.services)) or "none"
-        _fail(ctx, [f"--service: no service {service!r} in stack {stack}; allowed: {known}"])
+        fail(ctx, [f"--service: no service {service!r} in stack {stack}; allowed: {known}"])
         return
     try:
         found = find_import_ids(desired, service, ArmReader())
     except (IdentityNotFound, ArmError) as exc:
-        _fail(ctx, [f"import-ids: {exc}"])
+        fail(ctx, [f"import-ids: {exc}"])
         return
     except Exception as exc:  # a bug must still not print a traceback (or anything a token could hide in)
-        _fail(ctx, [f"import-ids: internal error ({type(exc).__name__}); please report it"])
+        fail(ctx, [f"import-ids: internal error ({type(exc).__name__}); please report it"])
         return
     path = import_file(stacks_dir, stack, service)
     shown = f"{stacks_dir.name}/{stack}/imports/{path.name}"
@@ -64,7 +57,7 @@ def command(ctx: click.Context, *, stacks_dir: Path, stack: str, service: str, w
     ]
     lines += check_imports(found.ids, shown, **declared_targets(desired, service))
     if lines:
-        _fail(ctx, lines)
+        fail(ctx, lines)
         return
     text = render_imports(found.ids, stack=stack)
     if write:
@@ -79,9 +72,3 @@ def command(ctx: click.Context, *, stacks_dir: Path, stack: str, service: str, w
         f"create {len(found.missing_credentials)} credential(s) and {len(found.missing_grants)} grant(s)"
     )
     click.echo(summary + (f"; wrote {shown}" if write else ""), err=True)
-
-
-def _fail(ctx: click.Context, lines: list[str]) -> None:
-    for line in lines:
-        click.echo(line, err=True)
-    ctx.exit(1)
