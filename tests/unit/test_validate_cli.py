@@ -59,6 +59,8 @@ def test_validate_prints_every_error_then_a_summary_and_exits_1(case: Case, tmp_
     with pytest.raises(DesiredStateErrors) as raised:
         load_tree(stacks, case.stack)
     args = ["validate", "--stacks", str(stacks)] + (["--stack", case.stack] if case.stack else [])
+    if case.warning_in_pull_request:
+        args.append("--strict")  # as deploy runs it; without --strict it is a warning (tested below)
     result = run(*args)
     assert result.exit_code == 1
     assert_no_traceback(result)
@@ -89,7 +91,7 @@ def test_validate_reports_all_errors_of_a_multi_error_tree(tmp_path: Path) -> No
         ["stacks/defradev/ahwr-claims.yaml:7", "workload_identity.federations[0].namespace"],
         ["stacks/defradev/ffc-pay-web.yaml:17", "dataverse[1].environment"],
     ]
-    assert lines[-1] == "validate: 4 errors in 8 files checked"
+    assert lines[-1] == "validate: 4 errors in 9 files checked"
 
 
 def test_validate_unknown_stack(tmp_path: Path) -> None:
@@ -107,10 +109,10 @@ def test_validate_never_shows_a_traceback_even_on_an_internal_error(
 ) -> None:
     import adp_identity.commands.validate as validate
 
-    def broken(stacks_dir: Path, stack: str | None = None) -> None:
+    def broken(stacks_dir: Path, stack: str | None = None, *, strict: bool = False) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(validate, "load_tree", broken)
+    monkeypatch.setattr(validate, "check_tree", broken)
     result = run("validate", "--stacks", str(STACKS))
     assert result.exit_code == 2
     assert_no_traceback(result)
@@ -130,7 +132,7 @@ def test_validate_console_script_on_a_binary_file_prints_no_traceback(tmp_path: 
     assert "Traceback" not in process.stdout + process.stderr
     assert process.stdout.splitlines() == [
         f"{WEB}:1: (document): binary file (NUL byte); allowed: UTF-8 YAML text",
-        "validate: 1 error in 8 files checked",
+        "validate: 1 error in 9 files checked",
     ]
 
 
