@@ -55,7 +55,9 @@ def policy_context(
     """The stack's context and exceptions from the tree, or why there is none (its first error, one line)."""
     report = check_tree(stacks_dir, stack, strict=True, today=today)
     state = report.states.get(stack)
-    if state is None or report.errors:
+    # errors of the exceptions file alone keep the context: an entry that is invalid or expired waives nothing,
+    # so what it would have waived is reported (with "expired" when it expired)
+    if state is None:
         count = len(report.errors)
         first = f"; first: {report.errors[0]}" if report.errors else ""
         problem = f"the desired state of stack '{stack}' has {count} error{'s' if count != 1 else ''}{first}"

@@ -269,7 +269,8 @@ CASES: tuple[Case, ...] = (
             Expect(
                 AHWR,
                 "workload_identity.federations[0].service_account",
-                "'ahwr-claims-' is not a Kubernetes service account name (DNS-1123 subdomain); did you mean 'ahwr-claims'?",
+                "'ahwr-claims-' is not a Kubernetes service account name (DNS-1123 subdomain); did you mean"
+                " 'ahwr-claims'?",
                 DNS_SUBDOMAIN,
             ),
         ),

@@ -266,3 +266,59 @@ def test_pulumi_config_without_tenant_settings() -> None:
     assert [(e.key_path, e.message) for e in raised.value.errors] == [
         ("config.adp-identity:tenant", "required key is missing")
     ]
+
+
+# --- who owns the workload identity (issue 7 §1, schema) ------------------------------------------------------
+
+
+def test_workload_identity_owner_defaults_to_adp_identity() -> None:
+    for state in load_tree(STACKS).values():
+        assert state.tenant.workload_identity_owner == "adp-identity"
+        assert {spec.workload_identity.owner for spec in state.services.values()} == {"adp-identity"}
+
+
+def test_the_stack_default_applies_where_a_service_sets_no_owner(tmp_path: Path) -> None:
+    edits = (
+        replace(DEV, "    workload_identity_owner: adp-identity", "    workload_identity_owner: platform"),
+        replace(AHWR, "workload_identity:\n", "workload_identity:\n  owner: adp-identity\n"),
+    )
+    stacks = make_tree(tmp_path, edits)
+    state = load_tree(stacks)["defradev"]
+    owners = {name: spec.workload_identity.owner for name, spec in state.services.items()}
+    assert owners == {"ahwr-claims": "adp-identity", "ffc-pay-batch": "platform", "ffc-pay-web": "platform"}
+    # the Pulumi program's way in gives the same effective owners
+    values, secret_keys = _pulumi_config_of(stacks, "defradev")
+    assert desired_state_from_pulumi_config("defradev", values, secret_keys, stacks) == state
+
+
+def _pulumi_config_of(stacks: Path, stack: str) -> tuple[dict[str, Any], set[str]]:
+    config = read_yaml(stacks / f"Pulumi.{stack}.yaml").data["config"]
+    values: dict[str, Any] = {}
+    secret_keys: set[str] = set()
+    for key, value in config.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            values[key], secret_keys = "decrypted", secret_keys | {key}
+        else:
+            values[key] = json.dumps(value) if isinstance(value, dict) else str(value)
+    return values, secret_keys
+
+
+def test_an_unknown_owner_is_refused(tmp_path: Path) -> None:
+    edits = (
+        replace(WEB, "workload_identity:\n", "workload_identity:\n  owner: aso\n"),
+        replace(DEV, "    workload_identity_owner: adp-identity", "    workload_identity_owner: ADP"),
+    )
+    with pytest.raises(DesiredStateErrors) as raised:
+        load_tree(make_tree(tmp_path, edits), "defradev")
+    assert [(e.key_path, e.message, e.allowed) for e in raised.value.errors] == [
+        ("config.adp-identity:tenant.workload_identity_owner", "'ADP' is not allowed", "'platform' or 'adp-identity'"),
+        ("workload_identity.owner", "'aso' is not allowed", "'platform' or 'adp-identity'"),
+    ]
+
+
+def test_the_service_schema_offers_the_owner_without_a_fixed_default() -> None:
+    schema = json.loads((REPO / "schemas" / "service.schema.json").read_text(encoding="utf-8"))
+    owner = schema["$defs"]["WorkloadIdentitySpec"]["properties"]["owner"]
+    assert owner["enum"] == ["platform", "adp-identity"] and "default" not in owner
+    tenant = json.loads((REPO / "schemas" / "tenant-settings.schema.json").read_text(encoding="utf-8"))
+    assert tenant["properties"]["workload_identity_owner"]["default"] == "adp-identity"
