@@ -106,7 +106,8 @@ def check_tree(
         )
         return report
     stacks = _discover(stacks_dir, root, errors)
-    exceptions, exception_file_checked = _load_exceptions(stacks_dir, root, stacks, today, errors)
+    checked = [stack] if stack is not None else stacks
+    exceptions, exception_file_checked = _load_exceptions(stacks_dir, root, stacks, checked, today, errors)
     report.exceptions = exceptions
     if stack is not None:
         if stack not in stacks:
@@ -208,7 +209,8 @@ def desired_state_from_pulumi_config(
                 errors.append(DesiredStateError(display, f"config.{TENANT_KEY}", "value is not JSON", _TENANT_ALLOWED))
         else:
             raw[key] = value
-    report.exceptions, _ = _load_exceptions(stacks_dir, root, [stack], today, errors)
+    known = sorted({*_stack_names(stacks_dir), stack})
+    report.exceptions, _ = _load_exceptions(stacks_dir, root, known, [stack], today, errors)
     stack_config = _stack_config(stack, display, raw, None, errors, tenant_reported=tenant_unreadable)
     services = _load_services(stacks_dir, stacks_dir / stack, root, stack, errors)
     state = _finish(stack_config, services, report, strict=True)
@@ -286,9 +288,24 @@ def _discover(stacks_dir: Path, root: str, errors: list[DesiredStateError]) -> l
     return stacks
 
 
+def _stack_names(stacks_dir: Path) -> list[str]:
+    """The stacks a tree has a settings file for (names only; nothing is read)."""
+    try:
+        names = [m["stack"] for p in stacks_dir.iterdir() if (m := _STACK_FILE.fullmatch(p.name))]
+    except OSError:
+        return []
+    return [name for name in names if _STACK_NAME.fullmatch(name)]
+
+
 def _load_exceptions(
-    stacks_dir: Path, root: str, stacks: Collection[str], today: dt.date, errors: list[DesiredStateError]
+    stacks_dir: Path,
+    root: str,
+    stacks: Collection[str],
+    checked: Collection[str],
+    today: dt.date,
+    errors: list[DesiredStateError],
 ) -> tuple[ExceptionSet, bool]:
+    """The tree's exceptions; its problems, except those of entries for stacks this run does not check."""
     path = stacks_dir / EXCEPTIONS_FILE
     if _entry_kind(path) is None:
         return ExceptionSet(), False
@@ -299,7 +316,13 @@ def _load_exceptions(
     exceptions, problems = parse_exceptions(
         document.data, document.line_of, today=today, rules=RULE_IDS, stacks=stacks or None
     )
+    entries = document.data.get("exceptions")
     for problem in problems:
+        index = problem.key_path[1] if len(problem.key_path) > 1 else None
+        entry = entries[index] if isinstance(entries, list) and isinstance(index, int) else None
+        entry_stack = entry.get("stack") if isinstance(entry, dict) else None
+        if entry_stack in stacks and entry_stack not in checked:
+            continue  # another stack's exception: its own run reports it
         errors.append(
             DesiredStateError(
                 display, format_key_path(problem.key_path), problem.message, problem.allowed, problem.line

@@ -282,3 +282,15 @@ def test_the_checked_in_exceptions_file_is_valid_and_empty() -> None:
     report = check_tree(Path(__file__).resolve().parents[2] / "stacks")
     assert report.errors == [] and report.warnings == [] and report.exceptions.exceptions == ()
     assert load_tree(Path(__file__).resolve().parents[2] / "stacks")
+
+
+def test_another_stacks_expired_exception_does_not_block_this_stack(tmp_path: Path) -> None:
+    """The program of stack defra (one stack) is not refused for an exception of stack defradev."""
+    entry = (
+        "exceptions:\n  - rule: platform-tags\n    stack: defradev\n    subject: '*'\n"
+        "    approved_by: '@platform-lead'\n    expires: 2026-01-31\n    reason: old\n"
+    )
+    stacks = make_tree(tmp_path, (write("stacks/policy-exceptions.yaml", entry),))
+    assert check_tree(stacks, "defra", today=TODAY).errors == []
+    assert [e.key_path for e in check_tree(stacks, "defradev", today=TODAY).errors] == ["exceptions[0].expires"]
+    assert [e.key_path for e in check_tree(stacks, today=TODAY).errors] == ["exceptions[0].expires"]

@@ -286,3 +286,36 @@ def test_unknown_names_get_a_suggestion(tmp_path: Path) -> None:
         "stacks/defradev/ffc-pay-web.yaml:17: dataverse[1].environment: unknown Dataverse environment 'tsts'; did you"
         " mean 'tst'?",
     ]
+
+
+BROKEN_VET_VISITS = """\
+# yaml-language-server: $schema=../../schemas/service.schema.json
+service: ahwr-vet-visits
+team: animal-health
+workload_identity:
+  federations:
+    - namespace: ahwr
+      service_account: ahwr-vet-visits
+      clusters: [PRDADPINFAK1403]
+key_vault_secrets: [vets-api-key]
+dataverse:
+  - environment: prod
+    business_unit: animal-health
+    security_roles: [Basic User, AHWR Claims Processor]
+  - environment: prd
+    business_unit: animal-health
+    security_roles: [Basic User, System Administrator]
+    principal: app_registration
+"""
+
+
+def test_the_onboarding_guides_example_output_is_what_validate_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guide = (REPO / "docs" / "onboarding.md").read_text(encoding="utf-8")
+    block = guide.split("For example, a file with five mistakes:\n\n```\n", 1)[1].split("```", 1)[0]
+    make_tree(tmp_path, (write("stacks/defra/ahwr-vet-visits.yaml", BROKEN_VET_VISITS),))
+    monkeypatch.chdir(tmp_path)
+    result = run("validate", "--stack", "defra")
+    assert result.exit_code == 1
+    assert result.output == block
