@@ -107,7 +107,9 @@ def check_tree(
         return report
     stacks = _discover(stacks_dir, root, errors)
     checked = [stack] if stack is not None else stacks
-    exceptions, exception_file_checked = _load_exceptions(stacks_dir, root, stacks, checked, today, errors)
+    exceptions, exception_file_checked = _load_exceptions(
+        stacks_dir, root, stacks=stacks, checked=checked, today=today, errors=errors
+    )
     report.exceptions = exceptions
     if stack is not None:
         if stack not in stacks:
@@ -133,11 +135,14 @@ def check_tree(
             report.states[name] = state
     _check_tenants_apart(tenants, report)
     for unused in exceptions.unused(stacks):
+        state = report.states.get(unused.stack)
+        subjects = _subjects(state) if state is not None else []
         report.warnings.append(
             DesiredStateError(
                 f"{root}/{EXCEPTIONS_FILE}",
                 format_key_path(("exceptions", unused.index)),
-                f"exception for {unused.rule} on {unused.subject} in {unused.stack} waives nothing",
+                f"exception for {unused.rule} on {unused.subject} in {unused.stack} waives nothing"
+                + _did_you_mean(unused.subject, subjects),
                 "remove it, or correct its rule, stack or subject",
                 unused.line,
                 severity="warning",
@@ -210,7 +215,7 @@ def desired_state_from_pulumi_config(
         else:
             raw[key] = value
     known = sorted({*_stack_names(stacks_dir), stack})
-    report.exceptions, _ = _load_exceptions(stacks_dir, root, known, [stack], today, errors)
+    report.exceptions, _ = _load_exceptions(stacks_dir, root, stacks=known, checked=[stack], today=today, errors=errors)
     stack_config = _stack_config(stack, display, raw, None, errors, tenant_reported=tenant_unreadable)
     services = _load_services(stacks_dir, stacks_dir / stack, root, stack, errors)
     state = _finish(stack_config, services, report, strict=True)
@@ -229,6 +234,14 @@ _PULUMI_SECRET = _PulumiSecret()
 def _did_you_mean(name: str, known: Collection[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _subjects(state: DesiredState) -> list[str]:
+    """What an exception of the stack could name: each service, and each service in each of its environments."""
+    subjects: list[str] = []
+    for name, spec in state.services.items():
+        subjects += [name, *(f"{name}/{access.environment}" for access in spec.dataverse)]
+    return subjects
 
 
 def _stack_of(error: DesiredStateError, root: str) -> str | None:
@@ -300,6 +313,7 @@ def _stack_names(stacks_dir: Path) -> list[str]:
 def _load_exceptions(
     stacks_dir: Path,
     root: str,
+    *,
     stacks: Collection[str],
     checked: Collection[str],
     today: dt.date,

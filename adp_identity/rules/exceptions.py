@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +96,7 @@ class ExceptionSet:
 
 def parse_exceptions(
     data: Mapping[str, Any],
-    line_of: Any,
+    line_of: Callable[[KeyPath], int | None],
     *,
     today: dt.date,
     rules: Collection[str],

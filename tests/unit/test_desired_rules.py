@@ -262,7 +262,10 @@ def test_an_exception_that_waives_nothing_is_a_warning(tmp_path: Path) -> None:
     assert report.errors == []
     (warning,) = report.warnings
     assert (warning.file, warning.key_path, warning.line) == ("stacks/policy-exceptions.yaml", "exceptions[0]", 2)
-    assert warning.message == "exception for no-privileged-role-in-production on ffc-pay-webb in defra waives nothing"
+    assert warning.message == (
+        "exception for no-privileged-role-in-production on ffc-pay-webb in defra waives nothing; did you mean"
+        " 'ffc-pay-web'?"
+    )
 
 
 def test_an_exception_cannot_waive_what_the_program_could_not_build(tmp_path: Path) -> None:

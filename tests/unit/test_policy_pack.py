@@ -26,13 +26,20 @@ from typing import Any
 import grpc
 import pytest
 import yaml
-from google.protobuf import empty_pb2, struct_pb2
+from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime import proto
 from pulumi.runtime.proto import analyzer_pb2_grpc
-from pulumi_policy import EnforcementLevel, Secret
-from pulumi_policy.deserialize import serialize_properties
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    Secret,
+)
+from pulumi_policy.deserialize import deserialize_properties, serialize_properties
 from pulumi_policy.policy import _PolicyAnalyzerServicer
-from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from adp_identity.desired import PolicyContext, policy_context
 from adp_identity.rules import RULES, UNKNOWN
@@ -449,3 +456,22 @@ def test_the_pack_served_over_grpc_as_the_cli_runs_it(served_pack: tuple[Any, su
     type_, name, props, _ = VIOLATIONS["key-vault-secret-from-secret-config"]
     (bad,) = analyze(type_, name, props)
     assert SECRET_VALUE not in bad.message and "typed-into-a-program" not in bad.message
+
+
+@pytest.mark.parametrize("rule", list(VIOLATIONS), ids=list(VIOLATIONS))
+def test_each_policy_validates_pulumi_policys_own_resource_validation_args(rule: str) -> None:
+    """The policy object itself, called with the ResourceValidationArgs pulumi_policy builds for a resource."""
+    type_, name, props, message = VIOLATIONS[rule]
+    args = ResourceValidationArgs(
+        type_,
+        unknown_checking_proxy(deserialize_properties(json_format.MessageToDict(struct(props)))),
+        urn("defra", type_, name),
+        name,
+        PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), []),
+        None,
+    )
+    policy = next(p for p in guardrails.policies(guardrails.PackState(from_tree())) if p.name == rule)
+    assert isinstance(policy, ResourceValidationPolicy)
+    reported: list[str] = []
+    policy.validate(args, lambda text, urn=None: reported.append(text))
+    assert [text.startswith(message) for text in reported] == [True]

@@ -465,3 +465,16 @@ def test_exception_entries_are_checked() -> None:
         "('exceptions', 5, 'stack'): unknown stack 'Defra', did you mean 'defra'?",
         "('exceptions', 7): the same rule, stack and subject as exceptions[6]",
     ]
+
+
+def test_the_rules_and_the_desired_state_import_no_pulumi() -> None:
+    """One rule set with no engine dependency: importing it (and the loader) loads neither pulumi nor pulumi_policy."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, adp_identity.rules, adp_identity.desired, adp_identity.commands.validate\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'pulumi_policy')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
