@@ -46,18 +46,12 @@ from adp_identity.rules import RULES, UNKNOWN
 from adp_identity.rules import resources as t
 from policies import guardrails
 
+from .test_rules import PRD_ISSUER, SECRET_KEY, TAGS, VAULT_ID
+
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"
 STACKS = REPO / "stacks"
 PRD = "https://defra-prd.crm11.dynamics.com"
-PRD_ISSUER = (
-    "https://uksouth.oic.prod-aks.azure.com/549741a4-5f5a-45bd-bc5b-930ebc1c669d/a93f1c27-6b58-4e0d-8c14-2f7b9e05d6a3/"
-)
-VAULT_ID = (
-    "/subscriptions/458a549b-fbd3-4560-93aa-96b106877bed/resourceGroups/PRDADPINFRG1401"
-    "/providers/Microsoft.KeyVault/vaults/prdadpinfkv1401"
-)
-SECRET_KEY = "adp-identity:secret-ffc-pay-web-session-cookie-password"
 SECRET_VALUE = "decrypted-by-the-cli-5b1e"
 TODAY = dt.date(2026, 6, 1)
 LEVELS = {
@@ -157,15 +151,6 @@ def user(roles: list[Any], url: str = PRD, **extra: Any) -> dict[str, Any]:
     return {"environment_url": url, "application_id": UNKNOWN, "security_roles": roles, "business_unit": "x", **extra}
 
 
-TAGS = {
-    "ManagedBy": "adp-identity",
-    "Restriction": "AUTOMATED CHANGES ONLY",
-    "ServiceCode": "ADP",
-    "ServiceType": "Dedicated",
-    "Environment": "PRD",
-    "ServiceName": "ffc-pay-web",
-    "Team": "ffc-payments",
-}
 # rule -> (a violating resource as the engine passes it, the message it gets)
 VIOLATIONS: dict[str, tuple[str, str, dict[str, Any], str]] = {
     "no-password-credentials": (
