@@ -16,18 +16,21 @@ the stack's tenant (a wrong tenant is one line, exit 1). Progress is drawn on st
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO, TypeVar
 
 import click
 
 from adp_identity.desired import DesiredState, DesiredStateErrors, load_tree
+from adp_identity.desired.errors import show
 from adp_identity.drift import (
     DriftInputErrors,
     EnvironmentReading,
@@ -40,18 +43,39 @@ from adp_identity.drift import (
     read_emulator_description,
     read_identities,
     read_stack,
+    report,
     sandbox_urls,
     targets,
 )
+from adp_identity.drift.report import StackReport
+from providers.dataverse.models import normalise_guid
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C
 
 
+@dataclass(frozen=True)
+class StackArgs:
+    """The values of the options ``plan``, ``audit`` and ``export`` share (`stack_options`)."""
+
+    stacks_dir: Path
+    stack: str
+    identities_file: str | None
+    environment_urls: tuple[str, ...]
+    emulator_file: str | None
+    max_retry_wait: float
+
+
 def stack_options(*, identities_required: bool, identities_help: str) -> Callable[[F], F]:
-    """The options ``plan``, ``audit`` and ``export`` share."""
+    """The options ``plan``, ``audit`` and ``export`` share, handed to the command as one ``stack_args``."""
 
     def apply(function: F) -> F:
+        @functools.wraps(function)  # keeps the options declared below (click's __click_params__)
+        def packed(*args: Any, **kwargs: Any) -> Any:
+            values = {field.name: kwargs.pop(field.name) for field in fields(StackArgs)}
+            return function(*args, stack_args=StackArgs(**values), **kwargs)
+
+        wrapped: Any = packed
         decorators = (
             click.option(
                 "--stacks",
@@ -95,8 +119,9 @@ def stack_options(*, identities_required: bool, identities_help: str) -> Callabl
             ),
         )
         for decorator in reversed(decorators):
-            function = decorator(function)
-        return function
+            wrapped = decorator(wrapped)
+        result: F = wrapped
+        return result
 
     return apply
 
@@ -118,11 +143,7 @@ class InputRefused(Exception):
 
 
 def stack_inputs(
-    stacks_dir: Path,
-    stack: str,
-    identities_file: str | None,
-    environment_urls: Sequence[str],
-    emulator_file: str | None,
+    args: StackArgs,
     *,
     new_services: bool,
     declared_users: bool = True,
@@ -134,6 +155,13 @@ def stack_inputs(
     ``declared_users=False`` (``export``): the environments are read for what they hold, so the identities are not
     checked against the declared users (they may name services that have no file yet).
     """
+    stacks_dir, stack, identities_file, emulator_file = (
+        args.stacks_dir,
+        args.stack,
+        args.identities_file,
+        args.emulator_file,
+    )
+    environment_urls = args.environment_urls
     lines: list[str] = []
     state: DesiredState | None = None
     identities: dict[str, ServiceIdentity] | None = None
@@ -256,3 +284,74 @@ def interruptible(ctx: click.Context, command: str, consequence: str = "nothing 
     except KeyboardInterrupt:
         click.echo(f"{command}: interrupted; {consequence}", err=True)
         ctx.exit(EXIT_INTERRUPTED)
+
+
+# -- plan and audit: one report, two readings of it -------------------------------------------------------------
+
+FORMATS = ("text", "json", "markdown")
+
+allow_privileged_option = click.option(
+    "--allow-privileged",
+    "allowed_privileged",
+    multiple=True,
+    metavar="APPLICATION_ID",
+    help="An unmanaged application user whose privileged roles are known and accepted, e.g. a break-glass "
+    "administrator (repeatable).",
+)
+
+format_option = click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people and CI logs, markdown for a pull-request comment, json for machines.",
+)
+
+
+def not_guids(values: Sequence[str]) -> list[str]:
+    """One error line per ``--allow-privileged`` value that is not a GUID."""
+    errors: list[str] = []
+    for value in values:
+        try:
+            normalise_guid(value)
+        except ValueError:
+            errors.append(f"--allow-privileged: {show(value)} is not a GUID; allowed: an application (client) id")
+    return errors
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """How one command prints the shared report, and the exit code it gives."""
+
+    command: str
+    new_services: bool  # plan: services without stack outputs are planned as to be created
+    text: Callable[[StackReport], list[str]]
+    markdown: Callable[[StackReport], str]
+    exit_code: Callable[[StackReport], int]
+    interrupted: str
+
+
+def run_report(
+    ctx: click.Context, rendering: Rendering, args: StackArgs, *, allowed_privileged: Sequence[str], output_format: str
+) -> None:
+    """``plan`` and ``audit``: read the inputs, read the environments, build the one report, print it, exit."""
+    with interruptible(ctx, rendering.command, rendering.interrupted):
+        try:
+            inputs = stack_inputs(args, new_services=rendering.new_services)
+        except InputRefused as exc:
+            fail(ctx, [*exc.lines, *not_guids(allowed_privileged)])
+            return
+        if not_guids(allowed_privileged):
+            fail(ctx, not_guids(allowed_privileged))
+            return
+        readings = read_environments(ctx, rendering.command, inputs.environments, args.max_retry_wait)
+        stack_report = report(inputs.state, readings, allowed_privileged=allowed_privileged, files=inputs.files)
+        if output_format == "json":
+            click.echo(json.dumps(stack_report.to_json(), indent=2))
+        elif output_format == "markdown":
+            click.echo(rendering.markdown(stack_report), nl=False)
+        else:
+            for line in rendering.text(stack_report):
+                click.echo(line)
+        ctx.exit(rendering.exit_code(stack_report))

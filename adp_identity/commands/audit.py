@@ -15,23 +15,28 @@ environment.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import click
 
 from adp_identity.commands._inputs import (
-    InputRefused,
-    fail,
-    interruptible,
-    read_environments,
-    stack_inputs,
+    Rendering,
+    StackArgs,
+    allow_privileged_option,
+    format_option,
+    run_report,
     stack_options,
 )
-from adp_identity.commands.plan import allow_privileged_option, format_option, not_guids
-from adp_identity.drift import audit_lines, audit_markdown, report
+from adp_identity.drift import audit_lines, audit_markdown
 
 EXIT_DRIFT = 2
+
+AUDIT = Rendering(
+    command="audit",
+    new_services=False,
+    text=audit_lines,
+    markdown=audit_markdown,
+    exit_code=lambda report: 1 if report.errors else EXIT_DRIFT if report.has_drift else 0,
+    interrupted="the audit is incomplete",
+)
 
 
 @click.command(name="audit")
@@ -43,36 +48,7 @@ EXIT_DRIFT = 2
 @format_option
 @click.pass_context
 def command(
-    ctx: click.Context,
-    *,
-    stacks_dir: Path,
-    stack: str,
-    identities_file: str,
-    environment_urls: tuple[str, ...],
-    emulator_file: str | None,
-    max_retry_wait: float,
-    allowed_privileged: tuple[str, ...],
-    output_format: str,
+    ctx: click.Context, *, stack_args: StackArgs, allowed_privileged: tuple[str, ...], output_format: str
 ) -> None:
     """Compare live Dataverse application users and roles with the declared state; exit 2 on drift."""
-    with interruptible(ctx, "audit", "the audit is incomplete"):
-        try:
-            inputs = stack_inputs(
-                stacks_dir, stack, identities_file, environment_urls, emulator_file, new_services=False
-            )
-        except InputRefused as exc:
-            fail(ctx, [*exc.lines, *not_guids(allowed_privileged)])
-            return
-        if not_guids(allowed_privileged):
-            fail(ctx, not_guids(allowed_privileged))
-            return
-        readings = read_environments(ctx, "audit", inputs.environments, max_retry_wait)
-        stack_report = report(inputs.state, readings, allowed_privileged=allowed_privileged, files=inputs.files)
-        if output_format == "json":
-            click.echo(json.dumps(stack_report.to_json(), indent=2))
-        elif output_format == "markdown":
-            click.echo(audit_markdown(stack_report), nl=False)
-        else:
-            for line in audit_lines(stack_report):
-                click.echo(line)
-        ctx.exit(1 if stack_report.errors else EXIT_DRIFT if stack_report.has_drift else 0)
+    run_report(ctx, AUDIT, stack_args, allowed_privileged=allowed_privileged, output_format=output_format)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 
 import click
 
 from adp_identity.commands._inputs import (
     InputRefused,
+    StackArgs,
     fail,
     interruptible,
     read_environments,
@@ -51,30 +51,11 @@ from providers.dataverse.models import name_key
 )
 @click.option("--write", is_flag=True, help="Write the service files (default: print them).")
 @click.pass_context
-def command(
-    ctx: click.Context,
-    *,
-    stacks_dir: Path,
-    stack: str,
-    identities_file: str | None,
-    environment_urls: tuple[str, ...],
-    emulator_file: str | None,
-    max_retry_wait: float,
-    environment_names: tuple[str, ...],
-    write: bool,
-) -> None:
+def command(ctx: click.Context, *, stack_args: StackArgs, environment_names: tuple[str, ...], write: bool) -> None:
     """Print (or --write) the service files that declare what the environments' application users hold."""
     with interruptible(ctx, "export"):
         try:
-            inputs = stack_inputs(
-                stacks_dir,
-                stack,
-                identities_file,
-                environment_urls,
-                emulator_file,
-                new_services=True,
-                declared_users=False,
-            )
+            inputs = stack_inputs(stack_args, new_services=True, declared_users=False)
             chosen = select_environments(environment_names, inputs.state)
         except InputRefused as exc:
             fail(ctx, exc.lines)
@@ -88,8 +69,8 @@ def command(
             for e in inputs.environments
             if e.name in chosen
         ]
-        readings = read_environments(ctx, "export", environments, max_retry_wait)
-        result = export(inputs.state, stacks_dir, readings, inputs.identities)
+        readings = read_environments(ctx, "export", environments, stack_args.max_retry_wait)
+        result = export(inputs.state, stack_args.stacks_dir, readings, inputs.identities)
         errors = [f"{r.environment.name}: error: cannot read the environment: {r.error}" for r in readings if r.error]
         errors += list(result.refused)
         if write:

@@ -314,7 +314,8 @@ def plan_markdown(report: StackReport) -> str:
             if not view.planned:
                 lines.append(f"- **{view.target.service}**: not planned (see the errors above)")
                 continue
-            lines.append(f"- **{view.target.service}**: {_md(user_header(view).split(': ', 1)[1])}")
+            header = user_header(view).removeprefix(view.target.service)
+            lines.append(f"- **{view.target.service}**{_md(header)}")
             lines += [f"  {number}. {_md(line)}" for number, line in enumerate(request_lines(view), 1)]
         for privileged in report.privileged_in(environment.name):
             lines.append(f"- {_md(privileged_line(privileged))}")
