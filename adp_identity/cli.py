@@ -1,6 +1,7 @@
 """The ``adp-identity`` command line.
 
-Each command lives in ``adp_identity/commands/<name>.py`` and exposes a click command called ``command``.
+Each command lives in ``adp_identity/commands/<name>.py`` (``-`` in a name is ``_`` in its module) and exposes a
+click command called ``command``.
 Commands are imported only when run, so ``adp-identity --help`` stays fast and a broken optional dependency of
 one command cannot break another. Errors a user can fix are reported as one line (``UsageError`` /
 ``ClickException``), never as a traceback.
@@ -25,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "audit": "Compare live Dataverse application users and roles with the declared state.",
     "export": "Print (or write) the service files that declare what Dataverse holds today (no Dataverse writes).",
     "schema": "Print (or check) the JSON Schema of service files.",
+    "import-ids": "Print the ARM ids a service moving from the platform to adp-identity is imported with.",
+    "graph": "Draw who can reach what: services, identities, environments and roles (Mermaid, SVG or DOT).",
 }
 
 
@@ -35,7 +38,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS or not _module_exists(cmd_name):
             return None
-        module = importlib.import_module(f"adp_identity.commands.{cmd_name}")
+        module = importlib.import_module(_module_name(cmd_name))
         command: click.Command = module.command
         return command
 
@@ -46,8 +49,13 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
+def _module_name(name: str) -> str:
+    """``import-ids`` lives in ``adp_identity/commands/import_ids.py``."""
+    return f"adp_identity.commands.{name.replace('-', '_')}"
+
+
 def _module_exists(name: str) -> bool:
-    return importlib.util.find_spec(f"adp_identity.commands.{name}") is not None
+    return importlib.util.find_spec(_module_name(name)) is not None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -15,6 +15,7 @@ import pulumi
 
 from adp_identity.desired import DesiredState, DesiredStateErrors, desired_state_from_pulumi_config, load_stack
 from adp_identity.desired import naming as adp
+from infra.imports import ImportFileError, stack_imports
 from infra.program import build_stack
 from infra.project import Project, ProjectNotFound, find_project
 
@@ -26,13 +27,21 @@ def main() -> None:
     except ProjectNotFound as exc:
         raise pulumi.RunError(str(exc)) from None
     desired = load_desired_state(project)
+    try:
+        imports = stack_imports(project.stack_config_dir, desired)
+    except ImportFileError as exc:
+        count = len(exc.lines)
+        heading = f"adp-identity: the import files of stack '{desired.stack}' have {count} error" + (
+            "s" if count != 1 else ""
+        )
+        raise pulumi.RunError(f"{heading}; nothing was changed:\n{exc}") from None
     config = pulumi.Config(project.name)
     secrets = {
         key: config.require_secret(key)
         for spec in desired.services.values()
         for key in (adp.secret_config_key(spec.service, name) for name in spec.key_vault_secrets)
     }
-    for service, outputs in build_stack(desired, secrets).items():
+    for service, outputs in build_stack(desired, secrets, imports).items():
         pulumi.export(service, outputs)
 
 

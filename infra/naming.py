@@ -14,7 +14,18 @@ from collections.abc import Mapping
 
 # Built-in role ids are the same in every tenant (Microsoft Learn, "Azure built-in roles").
 KEY_VAULT_SECRETS_USER_ROLE = "4633458b-17de-408a-b874-0445c86b69e6"
-DEFAULT_TAGS: Mapping[str, str] = {"ManagedBy": "adp-identity", "Restriction": "AUTOMATED CHANGES ONLY"}
+# ADP's tags (the keys every taggable resource carries; a policy rule checks them). ManagedBy and Restriction are
+# the pair ADP's Helm library puts on what Azure Service Operator manages (DEFRA/adp-aso-helm-library
+# templates/_helpers.tpl "adp-aso-helm-library.commonTags": ManagedBy: AzureServiceOperator, Restriction: AUTOMATED
+# CHANGES ONLY); ServiceCode and ServiceName are the platform's default tags (DEFRA/adp-infrastructure-core
+# infra/common/default-tags.json: ServiceName/ServiceCode "ADP"), ServiceName being the service here as in the
+# Helm library's commonTags.serviceName. Team names the owning team (the service file's `team`).
+DEFAULT_TAGS: Mapping[str, str] = {
+    "ManagedBy": "adp-identity",
+    "Restriction": "AUTOMATED CHANGES ONLY",
+    "ServiceCode": "ADP",
+}
+REQUIRED_TAG_KEYS: tuple[str, ...] = ("ManagedBy", "Restriction", "ServiceCode", "ServiceName", "Team")
 
 # uuid5 namespace of role assignment names: fixed forever, or every assignment would be replaced.
 _ROLE_ASSIGNMENT_NAMESPACE = uuid.UUID("5d0c3a51-7f0e-4c1b-9a52-6a1f0d7e2b44")
@@ -60,6 +71,16 @@ def role_assignment_name(scope: str, role_definition: str, principal_key: str) -
 def resource_tags(service: str, team: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The tags of a service's Azure resources: the tenant's tags, then ServiceName and Team.
 
-    ManagedBy and Restriction are always present (the tenant may set their values, not remove them).
+    Every key of `REQUIRED_TAG_KEYS` is always present (the tenant may set the values of the defaults, not remove
+    them).
     """
     return {**DEFAULT_TAGS, **(base or {}), "ServiceName": service, "Team": team}
+
+
+def entra_tags(tags: Mapping[str, str]) -> list[str]:
+    """The same tags for an Entra application or service principal, which take a list of strings: ``Key:Value``.
+
+    Microsoft Graph ``application.tags``: "custom strings that can be used to categorize and identify the
+    application"; sorted, so the list is the same on every run.
+    """
+    return [f"{key}:{value}" for key, value in sorted(tags.items())]

@@ -18,8 +18,18 @@ The cache key is (identity, scope), from ``token_key``:
 
 A token is reused until ``REFRESH_MARGIN`` (5 minutes) before it expires, then fetched again by exactly one
 thread while the others wait for it; a token the API refused (401) is dropped with ``TokenCache.invalidate``.
-A credential that fails raises ``CredentialFailed``, which each client turns into its own typed error. Tokens
-are never logged, put in errors, or stored anywhere else.
+Tokens are never logged, put in errors, or stored anywhere else.
+
+A credential that gives no token raises ``CredentialFailed``, kept apart as azure-identity keeps its
+``CredentialUnavailableError`` apart from ``ClientAuthenticationError``; each client turns them into its own
+typed errors::
+
+    CredentialFailed            no token, for a reason that is neither below (Entra ID unreachable, say)
+    ├── CredentialUnavailable   no credential is configured: names the AZURE_* variables still missing
+    └── CredentialRefused       Entra ID refused the credential: carries the AADSTSnnnnnn code
+
+Each is one line: the first line of azure-identity's reason (or its ``AADSTS`` line), with anything shaped like a
+JWT and the values of ``AZURE_CLIENT_SECRET`` / the federated token file blanked out. Never a secret or token.
 """
 
 from __future__ import annotations
@@ -27,9 +37,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -80,6 +91,115 @@ class CredentialFailed(Exception):
         self.detail = detail
         self.expired_assertion = expired_assertion  # Entra ID refused a federated assertion as expired
         super().__init__(f"could not get a token for {scope}: {detail}")
+
+
+class CredentialUnavailable(CredentialFailed):
+    """No credential is configured (nothing was sent to Entra ID); ``missing`` names the variables to set."""
+
+    def __init__(self, scope: str, detail: str, *, missing: Sequence[str] = ()) -> None:
+        super().__init__(scope, detail)
+        self.missing = tuple(missing)
+
+
+class CredentialRefused(CredentialFailed):
+    """Entra ID refused the credential; ``aadsts`` is its code (``AADSTS7000215``: the secret is wrong)."""
+
+    def __init__(self, scope: str, detail: str, *, aadsts: str) -> None:
+        super().__init__(scope, detail, expired_assertion=aadsts == EXPIRED_ASSERTION)
+        self.aadsts = aadsts
+
+
+# What each credential DefaultAzureCredential can be pinned to (AZURE_TOKEN_CREDENTIALS) needs from the process
+# environment, per azure-identity 1.27's EnvironmentCredential and WorkloadIdentityCredential (the others read
+# no variable: a managed identity endpoint, a developer tool's sign-in). A tuple inside means "one of these".
+_WORKLOAD_IDENTITY: tuple[str | tuple[str, ...], ...] = (
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+)
+_ENVIRONMENT: tuple[str | tuple[str, ...], ...] = (
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH"),
+)
+_NEEDS: Mapping[str, tuple[str | tuple[str, ...], ...]] = {
+    "workloadidentitycredential": _WORKLOAD_IDENTITY,
+    "environmentcredential": _ENVIRONMENT,
+}
+_AADSTS = re.compile(r"\b(AADSTS\d{5,7})\b[^\r\n]*")
+_JWT_LIKE = re.compile(r"\beyJ[\w-]*\.[\w-]+\.[\w-]*")
+
+
+def missing_variables(environ: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
+    """(what the chosen credential needs, the variables still missing) under ``AZURE_TOKEN_CREDENTIALS``.
+
+    Unset or ``prod``: the pipeline's workload identity is what this project configures, so its three variables are
+    named (with the alternative the chain also tries). A credential that reads no variable (a managed identity,
+    ``az login``) needs nothing named here.
+    """
+    chosen = environ.get("AZURE_TOKEN_CREDENTIALS", "").strip()
+    key = chosen.lower()
+    needs = _NEEDS.get(key, _WORKLOAD_IDENTITY if key in ("", "prod") else ())
+    missing: list[str] = []
+    for need in needs:
+        names = need if isinstance(need, tuple) else (need,)
+        if not any(environ.get(name, "").strip() for name in names):
+            missing.append(" or ".join(names))
+    wanted = ", ".join(" or ".join(n) if isinstance(n, tuple) else n for n in needs)
+    alternative = {"": " (the pipeline's workload identity) or an `az login`", "prod": " or a managed identity"}
+    who = f"AZURE_TOKEN_CREDENTIALS={chosen}" if chosen else "DefaultAzureCredential (AZURE_TOKEN_CREDENTIALS unset)"
+    return (f"{who} needs {wanted}{alternative.get(key, '')}" if needs else who), tuple(missing)
+
+
+def _scrub(text: str, environ: Mapping[str, str]) -> str:
+    """Blank out anything shaped like a JWT and the secret-bearing variables' values, should a reason echo them."""
+    text = _JWT_LIKE.sub("***", text)
+    secrets = [environ.get("AZURE_CLIENT_SECRET", "")]
+    token_file = environ.get("AZURE_FEDERATED_TOKEN_FILE", "")
+    if token_file:
+        try:
+            with open(token_file, encoding="utf-8") as handle:
+                secrets.append(handle.read(65536).strip())
+        except (OSError, UnicodeDecodeError):
+            pass
+    for secret in secrets:
+        if len(secret) >= 8:
+            text = text.replace(secret, "***")
+    return text
+
+
+def credential_failure(scope: str, exc: BaseException, environ: Mapping[str, str] | None = None) -> CredentialFailed:
+    """azure-identity's failure as one of the three kinds above (see the module docstring), one line, no secret.
+
+    Refused: the reason carries an ``AADSTS`` code (only Entra ID hands those out). Unavailable: azure-identity
+    raised ``CredentialUnavailableError``, or its chain (``DefaultAzureCredential``) ran out of credentials, each
+    saying "... authentication unavailable" (its own wording), or ``AZURE_TOKEN_CREDENTIALS`` names no credential.
+    """
+    env = os.environ if environ is None else environ
+    text = _scrub(str(exc).strip(), env)
+    refused = _AADSTS.search(text)
+    if refused is not None:
+        return CredentialRefused(scope, refused.group(0).strip(), aadsts=refused.group(1))
+    reason = _reason_line(text) or type(exc).__name__
+    if (
+        type(exc).__name__ == "CredentialUnavailableError"
+        or _UNAVAILABLE.search(reason)
+        or (isinstance(exc, ValueError) and "AZURE_TOKEN_CREDENTIALS" in text)
+    ):
+        return CredentialUnavailable(scope, f"no credential is configured: {reason}")
+    return CredentialFailed(scope, reason)
+
+
+_UNAVAILABLE = re.compile(r"(?<!service )\bunavailable\b", re.IGNORECASE)
+
+
+def _reason_line(text: str) -> str:
+    """The one line that says why: a credential chain's last attempt (the one that stopped it), else the first."""
+    attempts = [line.strip() for line in text.splitlines() if line.startswith("\t") and line.strip()]
+    if attempts:
+        return attempts[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else ""
 
 
 @dataclass(frozen=True)
@@ -175,13 +295,11 @@ def token_key(credential: TokenCredential | None, scope: str) -> Hashable:
 
 
 def fetch_token(credential: TokenCredential, scope: str) -> AccessTokenLike:
-    """``credential.get_token(scope)``, with azure-identity's failures turned into ``CredentialFailed``."""
+    """``credential.get_token(scope)``, with azure-identity's failures turned into ``CredentialFailed`` kinds."""
     try:
         return credential.get_token(scope)
     except Exception as exc:  # azure.core's ClientAuthenticationError, CredentialUnavailableError, ...
-        text = str(exc).strip()
-        first_line = text.splitlines()[0] if text else type(exc).__name__
-        raise CredentialFailed(scope, first_line, expired_assertion=EXPIRED_ASSERTION in text) from None
+        raise credential_failure(scope, exc) from None
 
 
 def forget_default_credential() -> None:
@@ -196,14 +314,32 @@ def _fetch_default(scope: str) -> AccessTokenLike:
     azure-identity's workload-identity credential re-reads its federated token file at most every 10 minutes,
     while GitHub's OIDC tokens live 5 (the pipeline refreshes the file every minute). A process that first needs a
     new audience in between would present an expired assertion; a fresh credential reads the current file.
+
+    A credential that is not configured names the variables it still needs (``missing_variables``).
     """
     try:
-        return fetch_token(default_credential(), scope)
-    except CredentialFailed as failed:
-        if not failed.expired_assertion:
+        try:
+            return fetch_token(_default_or_unavailable(scope), scope)
+        except CredentialFailed as failed:
+            if not failed.expired_assertion:
+                raise
+            forget_default_credential()
+            return fetch_token(_default_or_unavailable(scope), scope)
+    except CredentialUnavailable:
+        needs, missing = missing_variables(os.environ)
+        if not missing:
             raise
-        forget_default_credential()
-        return fetch_token(default_credential(), scope)
+        raise CredentialUnavailable(
+            scope, f"no credential is configured: {needs}; missing: {', '.join(missing)}", missing=missing
+        ) from None
+
+
+def _default_or_unavailable(scope: str) -> TokenCredential:
+    """``default_credential()``; an AZURE_TOKEN_CREDENTIALS azure-identity refuses is ``CredentialUnavailable``."""
+    try:
+        return default_credential()
+    except ValueError as exc:
+        raise credential_failure(scope, exc) from None
 
 
 def bearer_token(credential: TokenCredential | None, scope: str) -> str:
@@ -237,20 +373,37 @@ class WrongTenant(Exception):
         )
 
 
+def _claims(token: str) -> Mapping[str, Any]:
+    """The payload of a JWT read without verifying it; empty for anything that is not one. Never raises."""
+    parts = token.split(".")
+    if len(parts) != 3 or len(parts[1]) > 16384:
+        return {}
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
 def token_tenant(token: str) -> str | None:
     """The ``tid`` claim of a JWT access token, read without verifying it (the API verifies; we only compare).
 
     Returns ``None`` for anything that is not a JWT with a string ``tid``; never raises, never logs the token.
     """
-    parts = token.split(".")
-    if len(parts) != 3 or len(parts[1]) > 16384:
-        return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    tid = payload.get("tid") if isinstance(payload, dict) else None
+    tid = _claims(token).get("tid")
     return tid.lower() if isinstance(tid, str) else None
+
+
+def token_caller(token: str) -> str | None:
+    """Who the token signs in as, ``<tid>/<appid>`` (the user Dataverse meters), or None when it does not say.
+
+    Read without verifying it, like ``token_tenant``: it only groups requests for pacing, never authorises.
+    """
+    claims = _claims(token)
+    tid, app = claims.get("tid"), claims.get("appid") or claims.get("azp") or claims.get("oid")
+    if not isinstance(tid, str) or not isinstance(app, str):
+        return None
+    return f"{tid.lower()}/{app.lower()}"
 
 
 def check_tenant(credential: TokenCredential | None, scope: str, tenant_id: str | None, target: str) -> None:

@@ -20,7 +20,7 @@ import click
 
 from adp_identity.desired import DesiredState, DesiredStateErrors, load_tree
 from adp_identity.drift.sandbox import parse_emulator_description, write_stack_outputs
-from adp_identity_emulator import DEFAULT_SEED, Emulator, SeedError, load_seed
+from adp_identity_emulator import DEFAULT_SEED, Emulator, SeedError, UnsafeStateDir, load_seed
 
 
 @click.command(name="emulator")
@@ -101,6 +101,9 @@ def command(
                 emulator.write_info(json_file)
             if outputs_dir is not None:
                 _write_outputs(outputs_dir, stacks, emulator)
+        except UnsafeStateDir as exc:
+            click.echo(f"error: --state-dir {exc.path}: {exc.reason}", err=True)
+            ctx.exit(2)
         except OSError as exc:
             click.echo(f"error: cannot start the emulator: {exc.strerror or exc}", err=True)
             ctx.exit(1)
@@ -137,6 +140,15 @@ def _write_outputs(directory: Path, stacks: dict[str, DesiredState], emulator: E
         click.echo(f"stack outputs: {path} ({services} services{note})", err=True)
 
 
+# What a script needs against the sandbox besides these variables (issue 11): MSAL does instance discovery against
+# a fixed Microsoft host (login.microsoftonline.com) before it trusts an authority it does not know.
+MSAL_NOTE = [
+    "# Scripts: azure-identity's MSAL-based credentials (ClientSecretCredential, CertificateCredential) need",
+    "#   authority=$AZURE_AUTHORITY_HOST and disable_instance_discovery=True here: instance discovery goes to a",
+    "#   fixed Microsoft host. DefaultAzureCredential under the exports below needs nothing more.",
+]
+
+
 def export_lines(emulator: Emulator, json_file: Path | None = None, *, tenant: str | None = None) -> list[str]:
     """Shell lines: the AZURE_* variables of one tenant's deploying identity (the others commented out, so that a
     shell never silently ends up with the last tenant's), then one URL variable per environment."""
@@ -144,6 +156,7 @@ def export_lines(emulator: Emulator, json_file: Path | None = None, *, tenant: s
     chosen = tenant or info["tenants"][0]["name"]
     where = f"; details in {json_file}" if json_file is not None else ""
     lines = [f"# adp-identity emulator: authority {info['authority_host']}, CA {info['ca_bundle']}{where}"]
+    lines += MSAL_NOTE
     for entry in info["tenants"]:
         identity = emulator.identity(entry["name"])
         if "federated_token_file" not in identity:

@@ -56,6 +56,7 @@ from adp_identity.desired.constraints import (
 
 TenantName = Literal["Defra", "DefraDev"]
 Principal = Literal["managed_identity", "app_registration"]
+IdentityOwner = Literal["platform", "adp-identity"]
 
 DEFAULT_TAGS: dict[str, str] = {"ManagedBy": "adp-identity", "Restriction": "AUTOMATED CHANGES ONLY"}
 DEFAULT_FORBIDDEN_ROLES_IN_PRODUCTION: tuple[str, ...] = ("System Administrator", "System Customizer")
@@ -196,6 +197,27 @@ class WorkloadIdentitySpec(_Model):
         description="Also federate app-config-service/az-appconfig-k8s-provider (ADP's App Configuration "
         "provider) on every cluster.",
     )
+    owner: IdentityOwner = Field(
+        default="adp-identity",
+        description="Who creates the managed identity, its federated credentials and its Key Vault secret grants: "
+        "adp-identity (this stack), or platform (ADP's Helm library through Azure Service Operator; the stack "
+        "looks the identity up and registers none of them). docs/operations.md, 'Moving a service between owners'.",
+    )
+    release: StrictBool = Field(
+        default=False,
+        description="With owner: platform, one deploy that keeps the identity, credentials and grants in the stack "
+        "with retain_on_delete, so that the next deploy (without release) lets them go without deleting them.",
+    )
+
+    @model_validator(mode="after")
+    def _release_hands_over_to_the_platform(self) -> WorkloadIdentitySpec:
+        if self.release and self.owner != "platform":
+            raise invalid(
+                "release: true hands the identity over to the platform, but owner is adp-identity",
+                "release: true only with owner: platform",
+                key="release",
+            )
+        return self
 
     def service_accounts(self) -> tuple[naming.ServiceAccountRef, ...]:
         """Declared federations, then the App Configuration provider when enabled (ADP's usual order)."""

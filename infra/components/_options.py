@@ -18,6 +18,21 @@ def with_previous_names(opts: pulumi.ResourceOptions | None, previous_names: Seq
     return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=aliases or None))
 
 
-def child_of(parent: pulumi.Resource, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
-    """Options of a child resource: parented to the component, optionally ordered after siblings."""
-    return pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on) or None)
+def child_of(
+    parent: pulumi.Resource,
+    *depends_on: pulumi.Resource,
+    import_id: str | None = None,
+    retain_on_delete: bool = False,
+) -> pulumi.ResourceOptions:
+    """Options of a child resource: parented to the component, optionally ordered after siblings.
+
+    ``import_id``: adopt the existing Azure resource with that id (Pulumi's ``import`` option) instead of creating
+    it; ``retain_on_delete``: when the resource leaves the stack, keep it in Azure (the owner moves to the
+    platform). Both are left unset otherwise, so a service that is not moving registers exactly as before.
+    """
+    return pulumi.ResourceOptions(
+        parent=parent,
+        depends_on=list(depends_on) or None,
+        import_=import_id,
+        retain_on_delete=True if retain_on_delete else None,
+    )

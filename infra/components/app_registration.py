@@ -19,6 +19,7 @@ import pulumi_azuread as azuread
 
 from infra.components._options import child_of, with_previous_names
 from infra.components.key_vault_secrets import secret_reader
+from infra.imports import ImportedGrant
 from providers.keyvault import KeyVaultCertificate, KeyVaultCertificateArgs
 
 TYPE_TOKEN = "adp-identity:identity:AppRegistration"
@@ -35,6 +36,7 @@ class CertificateSettings:
     subject: str
     validity_months: int = 12
     renew_before_days: int = 30
+    tenant_id: str | None = None  # the vault's Entra tenant: the provider refuses a credential of another tenant
 
 
 @dataclass
@@ -42,9 +44,14 @@ class AppRegistrationArgs:
     display_name: str
     certificate: CertificateSettings
     subscription_id: str
-    reader_principal_id: pulumi.Input[str]  # the service's managed identity, which reads the certificate
+    # the service's managed identity, which reads the certificate; None when the platform owns the identity and
+    # grants it access itself (owner: platform)
+    reader_principal_id: pulumi.Input[str] | None
     reader_principal_key: str  # a stable name of that identity (its ARM id), for the role assignment's GUID
     owners: Sequence[pulumi.Input[str]] = ()
+    tags: Sequence[str] = ()  # Entra tags (``Key:Value``) on the application and its service principal
+    reader_import: ImportedGrant | None = None  # the platform's existing grant on the certificate, to adopt
+    retain_reader: bool = False  # keep the grant in Azure when it leaves the stack (moving to the platform)
 
 
 def _slot_field(slot: pulumi.Output[Any], key: str) -> pulumi.Output[str]:
@@ -74,16 +81,19 @@ class AppRegistration(pulumi.ComponentResource):
     ) -> None:
         super().__init__(TYPE_TOKEN, name, None, with_previous_names(opts, previous_names))
         owners = list(args.owners) or None
+        tags = list(args.tags) or None
         application = azuread.Application(
             f"{name}-application",
             display_name=args.display_name,
             owners=owners,
+            tags=tags,
             opts=child_of(self),
         )
         service_principal = azuread.ServicePrincipal(
             f"{name}-sp",
             client_id=application.client_id,
             owners=owners,
+            tags=tags,
             opts=child_of(self),
         )
         settings = args.certificate
@@ -95,6 +105,7 @@ class AppRegistration(pulumi.ComponentResource):
                 subject=settings.subject,
                 validity_months=settings.validity_months,
                 renew_before_days=settings.renew_before_days,
+                tenant_id=settings.tenant_id,
             ),
             child_of(self),
         )
@@ -113,15 +124,18 @@ class AppRegistration(pulumi.ComponentResource):
             for slot in SLOTS
         ]
         # the workload reads its own certificate (Key Vault keeps it as a secret of the same name)
-        secret_reader(
-            f"{name}-cert-reader",
-            subscription_id=args.subscription_id,
-            vault_id=settings.vault_id,
-            secret_name=settings.certificate_name,
-            principal_id=args.reader_principal_id,
-            principal_key=args.reader_principal_key,
-            opts=child_of(self, certificate),
-        )
+        if args.reader_principal_id is not None:
+            secret_reader(
+                f"{name}-cert-reader",
+                subscription_id=args.subscription_id,
+                vault_id=settings.vault_id,
+                secret_name=settings.certificate_name,
+                principal_id=args.reader_principal_id,
+                principal_key=args.reader_principal_key,
+                opts=child_of(self, certificate),
+                imported=args.reader_import,
+                retain_on_delete=args.retain_reader,
+            )
         self.client_id = application.client_id
         self.application_object_id = application.object_id
         self.service_principal_object_id = service_principal.object_id

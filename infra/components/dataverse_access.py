@@ -38,6 +38,7 @@ class DataverseAccessArgs:
     grants: Sequence[EnvironmentGrant]
     managed_identity_client_id: pulumi.Input[str]
     app_registration_client_id: pulumi.Input[str] | None = None  # needed by grants whose principal says so
+    tenant_id: str | None = None  # the environments' Entra tenant: the provider refuses a credential of another
 
 
 class DataverseAccess(pulumi.ComponentResource):
@@ -73,6 +74,7 @@ class DataverseAccess(pulumi.ComponentResource):
                     security_roles=list(grant.security_roles),
                     business_unit=grant.business_unit,
                     disabled=grant.disabled,
+                    tenant_id=args.tenant_id,
                 ),
                 child_of(self),
             )

@@ -28,6 +28,7 @@ class FederatedSubject:
 
     issuer: str
     subject: str
+    import_id: str | None = None  # an existing credential to adopt (its ARM id names it): docs/operations.md
 
     @classmethod
     def service_account(cls, issuer: str, namespace: str, service_account: str) -> FederatedSubject:
@@ -45,6 +46,8 @@ class WorkloadIdentityArgs:
     location: str
     federated_subjects: Sequence[FederatedSubject] = ()  # in order: they are numbered -fic-0, -fic-1, ...
     tags: Mapping[str, str] = field(default_factory=dict)  # tenant tags; ServiceName and Team are added
+    import_id: str | None = None  # the existing identity to adopt (owner moved from the platform)
+    retain_on_delete: bool = False  # keep identity and credentials in Azure when they leave the stack
 
 
 class WorkloadIdentity(pulumi.ComponentResource):
@@ -73,7 +76,7 @@ class WorkloadIdentity(pulumi.ComponentResource):
             resource_group_name=args.resource_group_name,
             location=args.location,
             tags=naming.resource_tags(args.service_name, args.team, args.tags),
-            opts=child_of(self),
+            opts=child_of(self, import_id=args.import_id, retain_on_delete=args.retain_on_delete),
         )
         # Entra ID refuses concurrent writes of federated credentials under one identity (409 Conflict), so
         # each credential waits for the one before it (Microsoft Learn, "Workload identity federation
@@ -83,15 +86,23 @@ class WorkloadIdentity(pulumi.ComponentResource):
             self.federated_credentials.append(
                 managedidentity.FederatedIdentityCredential(
                     f"{name}-fic-{index}",
-                    federated_identity_credential_resource_name=adp.federated_credential_name(
-                        self.identity_name, index
+                    # an adopted credential keeps the name the platform gave it (renaming would replace it)
+                    federated_identity_credential_resource_name=(
+                        federated.import_id.rsplit("/", 1)[-1]
+                        if federated.import_id
+                        else adp.federated_credential_name(self.identity_name, index)
                     ),
                     resource_name_=identity.name,
                     resource_group_name=args.resource_group_name,
                     issuer=federated.issuer,
                     subject=federated.subject,
                     audiences=[adp.FEDERATION_AUDIENCE],
-                    opts=child_of(self, *self.federated_credentials[-1:]),
+                    opts=child_of(
+                        self,
+                        *self.federated_credentials[-1:],
+                        import_id=federated.import_id,
+                        retain_on_delete=args.retain_on_delete,
+                    ),
                 )
             )
         self.client_id = identity.client_id

@@ -33,11 +33,10 @@ from providers.dataverse._batch import BatchRequest, BatchResponse, decode_batch
 from providers.dataverse._transport import API_PATH, Call, Transport, json_body
 from providers.dataverse.errors import (
     DataverseError,
-    Unauthorized,
     UnexpectedResponse,
     WriteRefused,
+    credential_error,
     error_for_status,
-    one_line,
 )
 from providers.dataverse.models import (
     ActualUser,
@@ -154,7 +153,7 @@ class DataverseClient:
         try:
             return bearer_token(self._credential, self.scope)
         except CredentialFailed as failed:
-            raise Unauthorized(f"could not get a token for {failed.scope}: {one_line(failed.detail, 300)}") from None
+            raise credential_error(failed, self.environment_url) from None
 
     def _invalidate_token(self, token: str) -> None:
         refuse_token(self._credential, self.scope, token)

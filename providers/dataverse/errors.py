@@ -3,7 +3,10 @@
 Every failure the client meets becomes one of these, so callers decide by type, never by parsing text::
 
     DataverseError                  status, method, url, code, message (+ environment)
+    ├── WriteRefused                a read-only client was asked to write; nothing was sent
     ├── Unauthorized                401: no, expired or refused token (after one token refresh)
+    │   ├── CredentialNotConfigured no credential is configured; ``missing`` names the AZURE_* variables
+    │   └── CredentialRejected      Entra ID refused the credential; ``aadsts`` is its AADSTSnnnnnn code
     ├── Forbidden                   403: the caller lacks a Dataverse privilege, is disabled, or is in another tenant
     ├── NotFound                    404: the row (user, role, business unit) does not exist
     ├── Duplicate                   412 0x80040237: a record with matching key values already exists
@@ -11,7 +14,11 @@ Every failure the client meets becomes one of these, so callers decide by type, 
     ├── Throttled                   429 / 503 still answered when the retry budget was spent; names the environment
     ├── ServerError                 5xx after the retries an idempotent call is allowed (none for a POST)
     ├── ConnectionFailed            no usable response; ``maybe_committed`` says whether the request may have run
+    │   └── DeadlineExceeded        the operation's overall deadline passed (a trickling server, a long wait)
     ├── UnexpectedResponse          a status or body the call does not know how to read
+    │   ├── Redirected              a 3xx: never followed, so the token never leaves the environment
+    │   ├── ResponseTooLarge        a body over the size cap, counted before and after decompression
+    │   └── EndlessPaging           @odata.nextLink repeated a page or went past the page limit
     └── UnknownName                 a name that resolution could not find (raised before any write)
         ├── UnknownSecurityRole     carries environment, business unit, the name and the closest role names
         └── UnknownBusinessUnit     carries environment, the name and the closest business unit names
@@ -24,6 +31,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+
+from providers._identity import CredentialFailed, CredentialRefused, CredentialUnavailable
 
 DUPLICATE_CODE = "0x80040237"  # "A record with matching key values already exists."
 
@@ -83,6 +92,26 @@ class Unauthorized(DataverseError):
     """401, or no token could be obtained for the environment."""
 
 
+class CredentialNotConfigured(Unauthorized):
+    """No credential is configured for the process (azure-identity's "unavailable"): nothing reached Entra ID.
+
+    ``missing`` lists the ``AZURE_*`` variables the chosen credential still needs (empty when the reason is not a
+    variable, e.g. ``az login`` was never run).
+    """
+
+    def __init__(self, message: str, *, missing: Sequence[str] = (), environment: str | None = None) -> None:
+        super().__init__(message, environment=environment)
+        self.missing = tuple(missing)
+
+
+class CredentialRejected(Unauthorized):
+    """Entra ID refused the credential; ``aadsts`` is the code it gave (``AADSTS7000215``: wrong secret)."""
+
+    def __init__(self, message: str, *, aadsts: str, environment: str | None = None) -> None:
+        super().__init__(message, environment=environment)
+        self.aadsts = aadsts
+
+
 class Forbidden(DataverseError):
     """403: the caller is not an (enabled) user of the environment holding the needed privilege."""
 
@@ -105,6 +134,45 @@ class ServerError(DataverseError):
 
 class UnexpectedResponse(DataverseError):
     """A status the call does not accept, or a body it cannot read."""
+
+
+class Redirected(UnexpectedResponse):
+    """A 3xx: the transport never follows one, so no request (and no token) goes to another origin.
+
+    ``location`` is the origin (scheme, host, port) the answer pointed to, or None when it named none.
+    """
+
+    def __init__(
+        self, *, status: int, method: str, url: str, environment: str, location: str | None, code: str | None = None
+    ) -> None:
+        where = f" to {location}" if location else ""
+        super().__init__(
+            f"Dataverse environment {environment} answered a redirect ({status}){where}; redirects are never followed",
+            status=status,
+            method=method,
+            url=url,
+            code=code,
+            environment=environment,
+        )
+        self.location = location
+
+
+class ResponseTooLarge(UnexpectedResponse):
+    """A body over ``limit`` bytes: refused while reading, before (compressed) and after (decompressed) decoding."""
+
+    def __init__(
+        self, *, limit: int, read: int, what: str, status: int, method: str, url: str, environment: str
+    ) -> None:
+        super().__init__(
+            f"Dataverse environment {environment} sent a body over the {limit:,}-byte limit ({what}); "
+            f"stopped after {read:,} bytes",
+            status=status,
+            method=method,
+            url=url,
+            environment=environment,
+        )
+        self.limit = limit
+        self.read = read
 
 
 class Throttled(DataverseError):
@@ -156,6 +224,35 @@ class ConnectionFailed(DataverseError):
             message += "; the request may have been processed"
         super().__init__(message, status=status, method=method, url=url, environment=environment)
         self.maybe_committed = maybe_committed
+
+
+class EndlessPaging(UnexpectedResponse):
+    """A collection whose ``@odata.nextLink`` repeated a page already read, or went on past the page limit."""
+
+    def __init__(self, message: str, *, pages: int, method: str, url: str, environment: str) -> None:
+        super().__init__(message, method=method, url=url, environment=environment)
+        self.pages = pages
+
+
+class DeadlineExceeded(ConnectionFailed):
+    """The operation (every attempt, wait and byte of it) did not finish within its overall deadline.
+
+    A server trickling its headers or body, a Retry-After or pacing wait longer than the time left: the call ends
+    here. ``maybe_committed`` follows ``ConnectionFailed``: True once a request may have reached Dataverse.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        deadline: float,
+        maybe_committed: bool,
+        method: str | None = None,
+        url: str | None = None,
+        environment: str | None = None,
+    ) -> None:
+        super().__init__(message, maybe_committed=maybe_committed, method=method, url=url, environment=environment)
+        self.deadline = deadline
 
 
 class UnknownName(DataverseError):
@@ -222,3 +319,13 @@ def error_for_status(
     else:
         kind = UnexpectedResponse
     return kind(message, status=status, method=method, url=url, code=code, environment=environment)
+
+
+def credential_error(failed: CredentialFailed, environment: str) -> Unauthorized:
+    """The typed error of a credential that gave no token: not configured, refused by Entra ID, or otherwise."""
+    message = f"could not get a token for {failed.scope}: {one_line(failed.detail, 300)}"
+    if isinstance(failed, CredentialUnavailable):
+        return CredentialNotConfigured(message, missing=failed.missing, environment=environment)
+    if isinstance(failed, CredentialRefused):
+        return CredentialRejected(message, aadsts=failed.aadsts, environment=environment)
+    return Unauthorized(message, environment=environment)

@@ -71,6 +71,14 @@ class ExpectedStack:
             f"{KEY_VAULT_SECRETS_USER}"
         )
 
+    def tags(self, service: str) -> dict[str, str]:
+        """ADP's tags on a service's Azure resources: the stack's tags, then ServiceName and Team."""
+        return {**self.tenant["tags"], "ServiceName": service, "Team": self.services[service].team}
+
+    def entra_tags(self, service: str) -> list[str]:
+        """The same tags as Entra applications take them: sorted ``Key:Value`` strings."""
+        return sorted(f"{key}:{value}" for key, value in self.tags(service).items())
+
     def identity_arm_id(self, service: str) -> str:
         return (
             f"/subscriptions/{self.subscription}/resourceGroups/{self.tenant['resource_group']}"

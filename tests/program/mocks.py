@@ -14,7 +14,9 @@ Isolation: Pulumi keeps its runtime state (settings, root stack, config, secret 
 ``@pulumi.runtime.test`` resets by hand. Each run here happens in a fresh copy of the context with its own event
 loop, so nothing leaks between tests, and nothing of the test's own context is touched.
 
-The fakes are strict: a resource type the program is not expected to create, or any invoke, fails the run.
+The fakes are strict: a resource type the program is not expected to create, or any invoke but the lookup of a
+platform-owned managed identity, fails the run. That lookup answers from the identities a test says exist
+(``platform_identities``) and raises, as the provider does, for any other.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ import runpy
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pulumi
 import yaml
 from cryptography import x509
@@ -64,6 +67,7 @@ APPLICATION_CERTIFICATE = "azuread:index/applicationCertificate:ApplicationCerti
 APPLICATION_PASSWORD = "azuread:index/applicationPassword:ApplicationPassword"
 KV_CERTIFICATE = "pulumi-python:dynamic/keyvault:KeyVaultCertificate"
 APPLICATION_USER = "pulumi-python:dynamic/dataverse:ApplicationUser"
+GET_IDENTITY = "azure-native:managedidentity:getUserAssignedIdentity"
 
 COMPONENT_TYPES = frozenset({SERVICE, WORKLOAD_IDENTITY, APP_REGISTRATION, SERVICE_SECRETS, DATAVERSE_ACCESS})
 EXPECTED_CUSTOM_TYPES = frozenset(
@@ -115,6 +119,8 @@ class Registration:
     aliases: tuple[AliasSpec, ...]
     dependencies: frozenset[str]  # URNs this resource was ordered after (depends_on and input dependencies)
     outputs: dict[str, Any]  # what the fakes answered
+    import_id: str = ""  # the `import` resource option: the id of an existing resource to adopt ("" = none)
+    retain_on_delete: bool = False  # the `retain_on_delete` resource option
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -149,6 +155,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             aliases=tuple(_alias(alias) for alias in request.aliases),
             dependencies=frozenset(request.dependencies),
             outputs=self.resources[response.urn].state,
+            import_id=request.importId,
+            retain_on_delete=bool(request.retainOnDelete),
         )
         with self._lock:
             self.registrations.append(registration)
@@ -210,8 +218,38 @@ def _slot(certificate_name: str, slot: str) -> dict[str, str]:
     }
 
 
+class InvokeFailed(grpc.RpcError):
+    """A failed invoke as the resource monitor reports it: a gRPC error (code UNKNOWN) with the reason."""
+
+    def __init__(self, details: str) -> None:
+        super().__init__(details)
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNKNOWN
+
+    def details(self) -> str:
+        return self._details
+
+
+@dataclass(frozen=True)
+class ExistingIdentity:
+    """A user-assigned identity that exists in Azure already (made by ADP's Helm library), for the lookup."""
+
+    client_id: str
+    principal_id: str
+    tenant_id: str = FAKE_TENANT_ID
+
+
 class FakeAzure(pulumi.runtime.Mocks):
-    """Plausible ids and outputs for each resource type the program may create; anything else fails the run."""
+    """Plausible ids and outputs for each resource type the program may create; anything else fails the run.
+
+    ``identities``: (resource group, identity name) -> the identity the lookup finds; any other lookup raises.
+    """
+
+    def __init__(self, identities: Mapping[tuple[str, str], ExistingIdentity] | None = None) -> None:
+        self.identities = dict(identities or {})
+        self.invokes: list[tuple[str, dict[str, Any]]] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         if not args.custom:
@@ -220,6 +258,20 @@ class FakeAzure(pulumi.runtime.Mocks):
             return "", {}
         inputs = dict(args.inputs)
         name = args.name
+        if args.typ == IDENTITY and args.resource_id:
+            # an import: the provider reads the identity that exists (the platform made it), ids and all
+            existing = self.identities.get((str(inputs["resourceGroupName"]), str(inputs["resourceName"])))
+            if existing is None:
+                raise AssertionError(f"import of an identity that does not exist: {args.resource_id}")
+            return args.resource_id, {
+                **inputs,
+                "name": inputs["resourceName"],
+                "clientId": existing.client_id,
+                "principalId": existing.principal_id,
+                "tenantId": existing.tenant_id,
+            }
+        if args.typ in EXPECTED_CUSTOM_TYPES and args.resource_id:
+            return args.resource_id, inputs  # an import keeps the id it was given
         if args.typ == IDENTITY:
             return (
                 f"/subscriptions/fake/resourceGroups/{inputs['resourceGroupName']}/providers/"
@@ -258,7 +310,31 @@ class FakeAzure(pulumi.runtime.Mocks):
         raise AssertionError(f"unexpected resource type {args.typ} ({name})")
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        raise AssertionError(f"unexpected invoke {args.token}")
+        inputs = dict(args.args)
+        self.invokes.append((args.token, inputs))
+        if args.token != GET_IDENTITY:
+            raise AssertionError(f"unexpected invoke {args.token}")
+        group, name = inputs["resourceGroupName"], inputs["resourceName"]
+        found = self.identities.get((group, name))
+        if found is None:
+            # What the engine answers when azure-native's invoke meets ARM's 404: a gRPC error whose details
+            # carry the provider's message (the engine's resource monitor wraps it as "invocation of <token>
+            # returned an error"). Raising it here takes the SDK's real path for a failed invoke.
+            raise InvokeFailed(
+                f"invocation of {GET_IDENTITY} returned an error: request failed: Status=404 "
+                f'Code="ResourceNotFound" Message="The Resource \'Microsoft.ManagedIdentity/'
+                f"userAssignedIdentities/{name}' under resource group '{group}' was not found.\""
+            )
+        return {
+            "id": f"/subscriptions/fake/resourceGroups/{group}/providers/Microsoft.ManagedIdentity/"
+            f"userAssignedIdentities/{name}",
+            "name": name,
+            "location": "uksouth",
+            "clientId": found.client_id,
+            "principalId": found.principal_id,
+            "tenantId": found.tenant_id,
+            "type": "Microsoft.ManagedIdentity/userAssignedIdentities",
+        }, []  # no check failures (the mock monitor iterates them)
 
 
 # -- one run of the program ----------------------------------------------------------------------------------
@@ -270,6 +346,7 @@ class ProgramRun:
     stack_outputs: dict[str, Any]
     error: BaseException | None
     secret_values: dict[str, str] = field(default_factory=dict)  # config key -> the fake plaintext given
+    invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (token, args) the program invoked
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -373,7 +450,13 @@ def _decrypt(value: Any, key: str) -> tuple[str, bool]:
     return str(value), False
 
 
-def run_program(project_root: Path, stack: str, config: StackConfig | None = None) -> ProgramRun:
+def run_program(
+    project_root: Path,
+    stack: str,
+    config: StackConfig | None = None,
+    *,
+    platform_identities: Mapping[tuple[str, str], ExistingIdentity] | None = None,
+) -> ProgramRun:
     """Run the project's ``main`` for `stack` as ``pulumi preview`` would, against the fakes."""
     project = read_project(project_root)
     config = config if config is not None else stack_config(project, stack)
@@ -382,19 +465,35 @@ def run_program(project_root: Path, stack: str, config: StackConfig | None = Non
     def program() -> None:
         runpy.run_path(str(main), run_name="__main__")
 
-    run = _run(program, project=project.name, stack=stack, root=project_root, config=config)
+    run = _run(
+        program,
+        project=project.name,
+        stack=stack,
+        root=project_root,
+        config=config,
+        fakes=FakeAzure(platform_identities),
+    )
     run.secret_values = dict(config.secret_values)
     return run
 
 
-def run_inline(program: Callable[[], None], *, stack: str = "unit", config: StackConfig | None = None) -> ProgramRun:
+def run_inline(
+    program: Callable[[], None],
+    *,
+    stack: str = "unit",
+    config: StackConfig | None = None,
+    platform_identities: Mapping[tuple[str, str], ExistingIdentity] | None = None,
+) -> ProgramRun:
     """Run a small program (components built directly) under the same fakes and recording."""
     config = config or StackConfig({}, [], {})
-    return _run(program, project="adp-identity", stack=stack, root=REPO, config=config)
+    return _run(
+        program, project="adp-identity", stack=stack, root=REPO, config=config, fakes=FakeAzure(platform_identities)
+    )
 
 
-def _run(program: Callable[[], None], *, project: str, stack: str, root: Path, config: StackConfig) -> ProgramRun:
-    fakes = FakeAzure()
+def _run(
+    program: Callable[[], None], *, project: str, stack: str, root: Path, config: StackConfig, fakes: FakeAzure
+) -> ProgramRun:
     monitor = RecordingMonitor(fakes)
     error: list[BaseException] = []
 
@@ -427,6 +526,7 @@ def _run(program: Callable[[], None], *, project: str, stack: str, root: Path, c
         registrations=list(monitor.registrations),
         stack_outputs=dict(monitor.stack_outputs),
         error=error[0] if error else None,
+        invokes=list(fakes.invokes),
     )
 
 

@@ -186,9 +186,10 @@ def test_app_registrations_use_key_vault_certificates_in_two_slots(stack: tuple[
     for service in apps:
         s, app = service.name, f"{service.name}-app"
         application = run.named(APPLICATION, f"{app}-application")
-        assert application.inputs == {"displayName": service.app_display_name}
+        entra_tags = expected.entra_tags(s)
+        assert application.inputs == {"displayName": service.app_display_name, "tags": entra_tags}
         sp = run.named(SERVICE_PRINCIPAL, f"{app}-sp")
-        assert sp.inputs == {"clientId": application.outputs["clientId"]}
+        assert sp.inputs == {"clientId": application.outputs["clientId"], "tags": entra_tags}
         certificate = run.named(KV_CERTIFICATE, f"{app}-cert")
         assert "__provider" in certificate.inputs
         assert {k: v for k, v in certificate.inputs.items() if k != "__provider"} == {
@@ -197,6 +198,7 @@ def test_app_registrations_use_key_vault_certificates_in_two_slots(stack: tuple[
             "subject": f"CN={service.app_display_name}",
             "validity_months": service.certificate["validity_months"],  # type: ignore[index]
             "renew_before_days": service.certificate["renew_before_days"],  # type: ignore[index]
+            "tenant_id": expected.tenant["tenant_id"],  # the vault's tenant, from the stack settings
         }
         for slot in ("a", "b"):
             registered = run.named(APPLICATION_CERTIFICATE, f"{app}-cert-slot-{slot}")
@@ -247,6 +249,7 @@ def test_dataverse_application_users_bind_the_declared_principal(stack: tuple[Pr
                 "application_id": application_id,
                 "security_roles": list(grant.roles),
                 "disabled": grant.disabled,
+                "tenant_id": expected.tenant["tenant_id"],  # the environment's tenant, from the stack settings
             }
             if grant.business_unit is not None:  # None inputs are dropped on the wire
                 expected_inputs["business_unit"] = grant.business_unit

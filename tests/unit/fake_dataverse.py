@@ -15,6 +15,7 @@ import copy
 import email
 import email.policy
 import http.client
+import io
 import itertools
 import json
 import re
@@ -70,6 +71,31 @@ class FakeCredential:
         return AccessToken(self.token, int(time.time()) + self.expires_in)
 
 
+class FakeClock:
+    """A monotonic clock that moves only when a test advances it, or when ``sleep`` is asked to wait (thread-safe).
+
+    ``sleeps`` records every wait asked of ``sleep``, which moves the clock by it instead of sleeping.
+    """
+
+    def __init__(self, start: float = 10_000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self._now += seconds
+
+
 @dataclass
 class Recorded:
     method: str
@@ -103,6 +129,7 @@ class Reply:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Any = None  # a file-like object read as the raw body (instead of ``body``), e.g. one that trickles
 
 
 @dataclass
@@ -113,6 +140,7 @@ class _Fault:
     remaining: int
     retry_after: str | None
     reply: Reply | None = None
+    respond: Callable[[Recorded], Reply] | None = None
 
 
 class WebApiError(Exception):
@@ -145,6 +173,8 @@ class FakeDataverse(BaseAdapter):
         self.batches: list[list[InnerRequest]] = []
         self.include_content_id_in_errors = True
         self.hooks: list[Callable[[Recorded], None]] = []  # run before a request is routed
+        # run before a request takes the fake's lock, so a hook may block without stopping concurrent requests
+        self.unlocked_hooks: list[Callable[[Recorded], None]] = []
         self._faults: list[_Fault] = []
         self._lock = threading.RLock()
         self._etag = itertools.count(1000)
@@ -225,16 +255,17 @@ class FakeDataverse(BaseAdapter):
         count: int = 1,
         retry_after: str | int | None = None,
         reply: Reply | None = None,
+        respond: Callable[[Recorded], Reply] | None = None,
     ) -> None:
         """The next ``count`` matching requests get the fault.
 
         Kinds: ``throttle`` (429), ``unavailable`` (503), ``bad_gateway`` (502), ``server_error`` (500),
-        ``unauthorized`` (401), ``reply`` (the given Reply), ``refused`` (connection never opened), ``drop``
-        (connection closed before processing), ``lost_response`` (processed and committed, then the connection
-        closes without a response).
+        ``unauthorized`` (401), ``reply`` (the given Reply), ``respond`` (the Reply ``respond`` builds from the
+        recorded request), ``refused`` (connection never opened), ``drop`` (connection closed before processing),
+        ``lost_response`` (processed and committed, then the connection closes without a response).
         """
         after = None if retry_after is None else str(retry_after)
-        self._faults.append(_Fault(kind, method, path_contains, count, after, reply))
+        self._faults.append(_Fault(kind, method, path_contains, count, after, reply, respond))
 
     # -- asserting ---------------------------------------------------------------------------------------------
 
@@ -273,6 +304,8 @@ class FakeDataverse(BaseAdapter):
             headers=CaseInsensitiveDict(request.headers),
             body=body,
         )
+        for hook in self.unlocked_hooks:
+            hook(recorded)
         with self._lock:
             self.requests.append(recorded)
             self._check_headers(recorded)
@@ -282,7 +315,9 @@ class FakeDataverse(BaseAdapter):
             recorded.fault = fault.kind if fault else None
             if fault is not None and fault.kind in ("refused", "drop"):
                 raise _connection_error(url, never_sent=fault.kind == "refused")
-            if fault is not None and fault.kind != "lost_response":
+            if fault is not None and fault.kind == "respond" and fault.respond is not None:
+                reply = fault.respond(recorded)
+            elif fault is not None and fault.kind != "lost_response":
                 reply = self._fault_reply(fault)
             else:
                 reply = self._route(recorded)
@@ -349,6 +384,13 @@ class FakeDataverse(BaseAdapter):
             headers.setdefault("Content-Type", "application/json; odata.metadata=minimal")
         else:
             response._content = b""
+        # The body is served as a raw stream, as requests' own adapter does with stream=True: the client reads it
+        # (and decompresses it) itself, so ``_content`` is left unread.
+        stream = reply.stream if reply.stream is not None else io.BytesIO(response._content or b"")
+        response.raw = urllib3.HTTPResponse(
+            body=stream, headers=headers, status=reply.status, preload_content=False, decode_content=False
+        )
+        response._content = False
         response.headers = CaseInsensitiveDict(headers)
         response.encoding = "utf-8"
         return response
