@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, TextIO, TypeVar
 
 import click
 
+from adp_identity.commands._options import fail, one_stack
 from adp_identity.desired import DesiredState, DesiredStateErrors, load_tree
 from adp_identity.desired.errors import show
 from adp_identity.drift import (
@@ -78,15 +79,6 @@ def stack_options(*, identities_required: bool, identities_help: str) -> Callabl
         wrapped: Any = packed
         decorators = (
             click.option(
-                "--stacks",
-                "stacks_dir",
-                type=click.Path(path_type=Path),
-                default=Path("stacks"),
-                show_default=True,
-                help="The stacks directory (Pulumi stackConfigDir).",
-            ),
-            click.option("--stack", required=True, help="The stack (Entra tenant), e.g. defradev."),
-            click.option(
                 "--identities",
                 "identities_file",
                 required=identities_required,
@@ -120,7 +112,7 @@ def stack_options(*, identities_required: bool, identities_help: str) -> Callabl
         )
         for decorator in reversed(decorators):
             wrapped = decorator(wrapped)
-        result: F = wrapped
+        result: F = one_stack(wrapped)  # --stacks and --stack, as graph and import-ids have them
         return result
 
     return apply
@@ -201,13 +193,6 @@ def stack_inputs(
         except DriftInputErrors as exc:
             lines += [str(error) for error in exc.errors]
     raise InputRefused(lines)
-
-
-def fail(ctx: click.Context, lines: Sequence[str]) -> None:
-    """Print input errors on stderr, one line each (nothing was read); exit 1."""
-    for line in lines:
-        click.echo(line, err=True)
-    ctx.exit(1)
 
 
 def progress_wanted(stream: TextIO, environ: Mapping[str, str]) -> bool:

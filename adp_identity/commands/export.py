@@ -22,12 +22,12 @@ import click
 from adp_identity.commands._inputs import (
     InputRefused,
     StackArgs,
-    fail,
     interruptible,
     read_environments,
     stack_inputs,
     stack_options,
 )
+from adp_identity.commands._options import fail
 from adp_identity.desired.errors import DesiredStateErrors
 from adp_identity.drift import select_environments
 from adp_identity.drift.export import ExportResult, FileChange, export, write_changes
@@ -58,7 +58,7 @@ def command(ctx: click.Context, *, stack_args: StackArgs, environment_names: tup
             inputs = stack_inputs(stack_args, new_services=True, declared_users=False)
             chosen = select_environments(environment_names, inputs.state)
         except InputRefused as exc:
-            fail(ctx, exc.lines)
+            fail(ctx, list(exc.lines))
             return
         except DesiredStateErrors as exc:
             fail(ctx, [str(error) for error in exc.errors])
