@@ -406,6 +406,9 @@ class _BoundedAdapter(requests.adapters.HTTPAdapter):
         try:
             response = self._exchange(request, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
             _load_bounded(response, exchange)
+            if watch.expired:  # a socket shut mid-headers reads as their end: never take that as an answer
+                response.close()
+                raise TimeoutError("the exchange deadline passed")
             return response
         except (ResponseTooLarge, MalformedResponse):
             raise

@@ -166,9 +166,10 @@ def _kind(exc: HttpResponseError, status: int) -> type[KeyVaultError]:
 
 def error_from_sdk(exc: AzureError, *, vault: str, method: str, url: str, spent: Spent) -> KeyVaultError:
     """The typed, one-line error for what the SDK raised on ``method url`` (``url`` without its query)."""
-    if isinstance(exc, DecodeError):  # a success status whose body is not JSON (ContentDecodePolicy)
-        return MalformedResponse("the answer is not JSON", vault=vault, method=method, url=url)
     response: Any = exc.response if isinstance(exc, HttpResponseError) else None
+    if isinstance(exc, DecodeError) and (response is None or int(response.status_code) < 300):
+        # a success whose body is not JSON (ContentDecodePolicy); an error status is mapped by its status below
+        return MalformedResponse("the answer is not JSON", vault=vault, method=method, url=url)
     if isinstance(exc, HttpResponseError) and response is not None:
         status = int(response.status_code)
         error = exc.error

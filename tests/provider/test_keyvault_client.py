@@ -30,15 +30,25 @@ from providers.keyvault.errors import (
 )
 from providers.keyvault.models import CertificatePolicy
 
-from .keyvault_support import READER, REPO_ROOT, VAULT_URL, InProcessVault, TestCredential, fresh_process_state
-from .keyvault_support import loopback_vaults as loopback_vaults  # the fixture
+from .keyvault_support import (
+    READER,
+    REPO_ROOT,
+    VAULT_URL,
+    InProcessVault,
+    TestCredential,
+    fresh_process_state,
+    loopback_vaults,  # noqa: F401 - the fixture
+)
 
 POLICY = CertificatePolicy("CN=ADP-FFC-PayBatch", 12, renew_before_days=30)
 NAME = "ffc-pay-batch-app-cert"
 
 
+pytestmark = pytest.mark.usefixtures("loopback_vaults")  # the in-process vault's origin, as the emulator lists it
+
+
 @pytest.fixture(autouse=True)
-def _fresh_process(loopback_vaults: None) -> None:
+def _fresh_process() -> None:
     fresh_process_state()
 
 

@@ -21,8 +21,14 @@ from providers.keyvault.models import CertificatePolicy
 from providers.keyvault.provider import KeyVaultCertificateProvider
 from providers.keyvault.slots import shortest_days
 
-from .keyvault_support import TENANT, VAULT_URL, InProcessVault, body_of, fresh_process_state
-from .keyvault_support import loopback_vaults as loopback_vaults  # the fixture
+from .keyvault_support import (
+    TENANT,
+    VAULT_URL,
+    InProcessVault,
+    body_of,
+    fresh_process_state,
+    loopback_vaults,  # noqa: F401 - the fixture
+)
 
 T0 = dt.datetime(2026, 3, 1, 8, 0, 0, tzinfo=dt.UTC)
 NAME = "ffc-pay-batch-app-cert"
@@ -51,9 +57,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return clock
 
 
-@pytest.fixture(autouse=True)
-def _allowed(loopback_vaults: None) -> None:
-    """The in-process vault's loopback origin is allowed, as under the emulator's exports."""
+pytestmark = pytest.mark.usefixtures("loopback_vaults")  # the in-process vault's origin, as the emulator lists it
 
 
 @pytest.fixture
