@@ -1,8 +1,13 @@
 """The Pulumi dynamic provider for app-registration certificates created inside Key Vault (ADR 4, ADR 5).
 
-This is the only module of ``providers.keyvault`` that imports Pulumi. How each call behaves:
+This is the only module of ``providers.keyvault`` that imports Pulumi, and it only translates: the decisions of
+which versions to adopt, keep and renew are ``rotation``'s (pure), the requests are ``client``'s (the Azure SDK).
+Its module path and ``KeyVaultCertificateProvider`` are pickled into Pulumi state: never move or rename them
+(tests/provider/fixtures/keyvault_provider.serialized is a provider as state holds it). How each call behaves:
 
-- ``check`` reduces ``vault_url`` to its https origin and validates ``certificate_name`` (Key Vault's rule: 1-127
+- ``check`` reduces ``vault_url`` to its https origin, which must be a Key Vault (``*.vault.azure.net``, or a
+  loopback vault the emulator lists in ``ADP_IDENTITY_LOOPBACK_VAULTS``: the vault token goes nowhere else), and
+  validates ``certificate_name`` (Key Vault's rule: 1-127
   letters, digits and ``-``), ``subject`` (a distinguished name with a CN), ``validity_months`` (1..12) and
   ``renew_before_days`` (at least 1 and shorter than the certificate's shortest lifetime). Unknown values
   (preview) pass untouched; failures are returned, never raised. No network.
@@ -24,6 +29,11 @@ This is the only module of ``providers.keyvault`` that imports Pulumi. How each 
   soft delete with purge protection, so a deleted certificate's name stays blocked for the retention period (a
   re-created resource of the same name would fail), and disabling is reversible while it already stops anyone
   from fetching the private key (Key Vault refuses the secret of a disabled version).
+
+Every call that reaches the vault first validates what it takes from state (``vault_url``, ``certificate_name``,
+the slots' versions: a name like ``x/../../secrets/s`` never becomes a request) and, when ``tenant_id`` is set,
+checks that the credential signs in to that tenant (``TenantMismatch``, one line naming both, before the vault
+sees a single request). Errors are the client's typed one-line errors (``providers.keyvault.errors``).
 
 Nothing secret is on the provider instance (it is pickled into the state by reference): clients and credentials
 are built inside the provider host, once per vault per process, and shared by its threads.
