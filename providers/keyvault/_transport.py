@@ -449,27 +449,19 @@ def _load_bounded(response: requests.Response, exchange: _Exchange) -> None:
     """Read the raw body (never decoded by urllib3), inflate it ourselves, at most ``max_bytes`` either way."""
     limit = exchange.max_bytes
 
-    def too_large(what: str) -> ResponseTooLarge:
-        response.close()
-        return ResponseTooLarge(
-            f"the answer {what} more than the {limit} bytes allowed; refused",
-            vault=exchange.vault,
-            method=exchange.method,
-            url=exchange.url,
-        )
+    def refuse(kind: type[MalformedResponse], message: str) -> MalformedResponse:
+        response.close()  # the connection is dropped, never reused with the rest of the answer in it
+        return kind(message, vault=exchange.vault, method=exchange.method, url=exchange.url)
+
+    def too_large(what: str) -> MalformedResponse:
+        return refuse(ResponseTooLarge, f"the answer {what} more than the {limit} bytes allowed; refused")
 
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large(f"declares {declared} bytes,")
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
     if encoding not in ("", "identity", "gzip", "deflate"):
-        response.close()
-        raise MalformedResponse(
-            f"the answer is encoded {encoding!r}, which is not asked for",
-            vault=exchange.vault,
-            method=exchange.method,
-            url=exchange.url,
-        )
+        raise refuse(MalformedResponse, f"the answer is encoded {encoding!r}, which is not asked for")
     inflate = zlib.decompressobj(32 + zlib.MAX_WBITS) if encoding in ("gzip", "deflate") else None  # gzip or zlib
     raw, body = 0, bytearray()
     for chunk in _raw_chunks(response):
@@ -482,13 +474,7 @@ def _load_bounded(response: requests.Response, exchange: _Exchange) -> None:
         try:
             body += inflate.decompress(chunk, limit + 1 - len(body))
         except zlib.error:
-            response.close()
-            raise MalformedResponse(
-                f"the {encoding} answer does not inflate",
-                vault=exchange.vault,
-                method=exchange.method,
-                url=exchange.url,
-            ) from None
+            raise refuse(MalformedResponse, f"the {encoding} answer does not inflate") from None
         if len(body) > limit or inflate.unconsumed_tail:
             raise too_large("inflates to")
     if inflate is not None:
