@@ -1,6 +1,7 @@
 # One entry point for what a developer (and CI) runs. Every target installs what it needs first.
 #   make demo    run the demo on the embedded emulator
 #   make test    run the test suite
+#   make test-fast  the unit and program tests only (no emulator, no provider host)
 #   make check   format check, lint, types, tests (what CI runs)
 #   make bench   measure request counts and timings per provider operation (prints figures)
 PYTHON ?= python3
@@ -13,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 PYTEST_ARGS ?= -n auto
 
-.PHONY: install demo test lint types fmt check bench clean emulator lock
+.PHONY: install demo test test-fast lint types fmt check bench clean emulator lock
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit("adp-identity needs Python 3.11 or newer (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -38,6 +39,10 @@ emulator: install
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fast subset: unit and program tests, no emulator and no provider host (a test that starts one unmarked fails).
+test-fast: install
+	ADP_IDENTITY_TEST_FAST=1 $(BIN)/pytest $(PYTEST_ARGS) -m "not emulator and not grpc"
 
 lint: install
 	$(BIN)/ruff format --check .

@@ -9,35 +9,54 @@ run unchanged against something that answers like the cloud, with no cloud accou
         url = emu.environment_url("defradev-dev")   # a Dataverse environment's origin
 
 Each start generates fresh key material (CA, server certificate, client certificates, secrets, federated
-tokens) into the state directory; nothing secret is kept in the seed or between runs.
+tokens) into the state directory; nothing secret is kept in the seed or between runs. (A test session may hand
+every run one :class:`~adp_identity_emulator.pki.KeyMaterial` - one CA, RSA keys made once - with ``keys=``.)
+
+Files are written for their owner only: the state directory must be the user's own with mode 0700 (it is created
+so), and every file goes through a temporary file with an unpredictable name, opened ``O_CREAT | O_EXCL |
+O_NOFOLLOW`` with mode 0600, then renamed into place - so another local user can neither read the secrets nor
+redirect a write through a planted symbolic link.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
+import stat
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from adp_identity_emulator.dataverse import DataverseEnvironment, DataverseService
+from adp_identity_emulator.dataverse.limits import ServiceProtection, ServiceProtectionLimits
 from adp_identity_emulator.entra import FEDERATION_AUDIENCE, EntraService, FederatedCredential
 from adp_identity_emulator.faults import FaultInjector
 from adp_identity_emulator.http import Service
 from adp_identity_emulator.keyvault import KeyVaultService, KeyVaultState
 from adp_identity_emulator.log import RequestLog
-from adp_identity_emulator.pki import CertificateAuthority
+from adp_identity_emulator.pki import CertificateAuthority, KeyMaterial, SigningKey
 from adp_identity_emulator.seed import DEFAULT_SEED, SeedError, load_seed
 from adp_identity_emulator.seed_model import ApplicationSeed, Seed, TenantSeed
 from adp_identity_emulator.server import HttpsServer, Route, tls_context
 
-__all__ = ["DEFAULT_SEED", "Emulator", "SeedError", "load_seed"]
+__all__ = [
+    "DEFAULT_SEED",
+    "Emulator",
+    "KeyMaterial",
+    "SeedError",
+    "ServiceProtectionLimits",
+    "UnsafeStateDir",
+    "load_seed",
+]
 
 FEDERATED_ISSUER = "github-actions"
 _REMINT_INTERVAL = 3600.0  # federated tokens live 24 h; re-mint hourly so a long-running emulator never serves stale
@@ -51,14 +70,64 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
+class UnsafeStateDir(Exception):
+    """The state directory is not one only its user can reach (one line: the path, what is wrong, what is allowed)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        allowed = "allowed: a directory you own with mode 0700, or a path that does not exist yet (created so)"
+        self.path = path
+        self.reason = f"{reason}; {allowed}"
+        super().__init__(f"state directory {path}: {self.reason}")
+
+
+def _private_folders(folder: Path) -> None:
+    """Create ``folder`` and any missing parent with mode 0700 (``mkdir -p`` would give the parents the umask's)."""
+    for directory in [*reversed(folder.parents), folder]:
+        if not directory.exists():
+            with contextlib.suppress(FileExistsError):
+                directory.mkdir(mode=0o700)
+
+
 def _write_private(path: Path, data: bytes) -> None:
-    """Write a secret-bearing file atomically (readers never see half a token) and readable by the owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
+    """Write a file atomically (readers never see half a token), readable by its owner only (0600).
+
+    The temporary file has an unpredictable name and is created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` and mode
+    0600 - what :func:`tempfile.mkstemp` does (CPython ``tempfile._text_openflags``) - so a file or symbolic link
+    another user planted next to ``path`` is never opened. The rename replaces a link at ``path`` itself rather
+    than following it.
+    """
+    _private_folders(path.parent)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def _private_state_dir(path: Path) -> Path:
+    """Create ``path`` with mode 0700, or accept it only if it is a directory of this user with mode 0700."""
+    _private_folders(path.parent)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass  # an existing directory is checked below, never changed
+    else:
+        path.chmod(0o700)  # the umask may have taken bits away; a directory just made is ours to set
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafeStateDir(path, "a symbolic link")
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeStateDir(path, "not a directory")
+    if info.st_uid != os.geteuid():
+        raise UnsafeStateDir(path, f"owned by uid {info.st_uid}, not by you (uid {os.geteuid()})")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode != 0o700:
+        raise UnsafeStateDir(path, f"mode {mode:04o}, not 0700")
+    return path
 
 
 class Emulator:
@@ -70,9 +139,14 @@ class Emulator:
         *,
         state_dir: str | Path | None = None,
         ports: Mapping[str, int] | None = None,
+        limits: ServiceProtectionLimits | None = None,
+        keys: KeyMaterial | None = None,
     ) -> None:
         """``ports`` pins origins to fixed ports: key ``"entra"`` for the authority host, else an environment or
-        key vault name. Unpinned origins get ephemeral ports."""
+        key vault name. Unpinned origins get ephemeral ports. ``limits`` are the service protection limits every
+        Dataverse environment enforces per caller (default: Microsoft's documented 6,000 requests and 1,200 s of
+        execution time per 300 s, 52 concurrent requests). ``keys`` shares one CA and RSA keys between runs (tests);
+        by default each start makes its own."""
         self.seed = seed if isinstance(seed, Seed) else load_seed(seed)
         names = {"entra"} | {e.name for t in self.seed.tenants for e in t.environments}
         names |= {k.name for t in self.seed.tenants for k in t.key_vaults}
@@ -80,6 +154,9 @@ class Emulator:
         if unknown:
             raise ValueError(f"ports: unknown origin {unknown[0]!r}; allowed: {', '.join(sorted(names))}")
         self._ports = dict(ports or {})
+        self.limits = limits or ServiceProtectionLimits()
+        self._keys = keys
+        self._protection = {e.name: ServiceProtection(self.limits) for t in self.seed.tenants for e in t.environments}
         self._state_dir_arg = Path(state_dir) if state_dir is not None else None
         self.state_dir: Path | None = None
         self.log = RequestLog()
@@ -107,8 +184,7 @@ class Emulator:
         if self._state_dir_arg is None:
             self.state_dir = Path(tempfile.mkdtemp(prefix="adp-identity-emulator-"))
         else:
-            self.state_dir = self._state_dir_arg
-            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.state_dir = _private_state_dir(self._state_dir_arg)
         try:
             self._start(self.state_dir)
         except BaseException:
@@ -117,10 +193,12 @@ class Emulator:
         return self
 
     def _start(self, state: Path) -> None:
-        ca = CertificateAuthority.generate()
+        keys = self._keys or KeyMaterial()
+        ca = keys.ca
+        rsa_keys = keys.rsa_keys()
         server_cert = ca.issue_server_certificate()
-        (state / "ca.pem").write_bytes(ca.pem())
-        (state / "server.pem").write_bytes(server_cert.cert_pem)
+        _write_private(state / "ca.pem", ca.pem())
+        _write_private(state / "server.pem", server_cert.cert_pem)
         _write_private(state / "server-key.pem", server_cert.key_pem)
         self._server = server = HttpsServer(
             tls_context(state / "server.pem", state / "server-key.pem"), self.log, self.faults
@@ -131,7 +209,12 @@ class Emulator:
                 self._urls[origin_name] = server.listen(self._ports.get(origin_name))
         resources = {t.id: [self._urls[e.name] for e in t.environments] for t in self.seed.tenants}
         self._entra = entra = EntraService(
-            self.seed.tenants, authority, resources=resources, issuer_names=(FEDERATED_ISSUER,)
+            self.seed.tenants,
+            authority,
+            resources=resources,
+            issuer_names=(FEDERATED_ISSUER,),
+            signing_key=SigningKey.generate("adp-identity emulator token signing", next(rsa_keys)),
+            issuer_key=SigningKey.generate("adp-identity emulator federated issuer", next(rsa_keys)),
         )
         server.route(authority, Route(entra, "entra", kind_of=entra.kind_of))
         for tenant in self.seed.tenants:
@@ -157,16 +240,20 @@ class Emulator:
                 )
                 services.append((vault.name, "keyvault", keyvault))
             for name, kind, service in services:
-                server.route(self._urls[name], Route(service, kind, name))
-        identities = self._provision_credentials(ca, state)
+                server.route(self._urls[name], Route(service, kind, name, protection=self._protection.get(name)))
+        identities = self._provision_credentials(ca, rsa_keys, state)
         self._info = self._document(authority, state / "ca.pem", identities)
         server.start()
         self._stop_remint.clear()
         self._remint_thread = threading.Thread(target=self._remint_loop, name="emulator token re-mint", daemon=True)
         self._remint_thread.start()
 
-    def _provision_credentials(self, ca: CertificateAuthority, state: Path) -> list[dict[str, str]]:
-        """Generate every app's credentials, register them with Entra, and describe them as identities."""
+    def _provision_credentials(
+        self, ca: CertificateAuthority, rsa_keys: Iterator[rsa.RSAPrivateKey], state: Path
+    ) -> list[dict[str, str]]:
+        """Generate every app's credentials, register them with Entra, and describe each app with credentials
+        once: name, tenant, ids, then one key per credential it has (``federated_token_file``, ``secret``,
+        ``certificate_path``, in that order)."""
         assert self._entra is not None
         entra = self._entra
         issuer = entra.issuer(FEDERATED_ISSUER)
@@ -174,19 +261,21 @@ class Emulator:
         for tenant in self.seed.tenants:
             folder = state / "identities" / _safe(tenant.name)
             for app in tenant.applications:
+                if not app.credentials:
+                    continue
+                identity = {
+                    "name": app.name,
+                    "tenant": tenant.name,
+                    "client_id": app.client_id,
+                    "object_id": app.object_id,
+                }
                 for kind in sorted(app.credentials, key=_KIND_ORDER.index):
-                    identity = {
-                        "name": app.name,
-                        "tenant": tenant.name,
-                        "client_id": app.client_id,
-                        "object_id": app.object_id,
-                    }
                     if kind == "secret":
                         secret = secrets.token_urlsafe(30)
                         entra.add_secret(tenant.id, app.client_id, secret)
                         identity["secret"] = secret
                     elif kind == "certificate":
-                        certificate = ca.issue_client_certificate(app.name)
+                        certificate = ca.issue_client_certificate(app.name, next(rsa_keys))
                         entra.add_certificate(tenant.id, app.client_id, certificate.certificate)
                         path = folder / f"{_safe(app.name)}.pem"
                         _write_private(path, certificate.pem())
@@ -200,7 +289,7 @@ class Emulator:
                         _write_private(path, issuer.mint(subject).encode("ascii"))
                         self._federated.append((path, subject))
                         identity["federated_token_file"] = str(path)
-                    identities.append(identity)
+                identities.append(identity)
         return identities
 
     def _remint_loop(self) -> None:
@@ -341,6 +430,13 @@ class Emulator:
             "SSL_CERT_FILE": ca_bundle,
             LOOPBACK_VAULTS_ENV: " ".join(k["url"] for k in self.info["key_vaults"]),
         }
+
+    def service_protection(self, env_name: str) -> ServiceProtection:
+        """The environment's service protection counters (per caller), e.g. to see what is in flight."""
+        try:
+            return self._protection[env_name]
+        except KeyError:
+            raise KeyError(f"no environment named {env_name!r}; allowed: {', '.join(self._protection)}") from None
 
     def dataverse(self, env_name: str) -> DataverseEnvironment:
         """The environment's ``DataverseEnvironment`` state, for arranging and asserting in tests."""

@@ -141,9 +141,9 @@ class EntraService:
         resources: Mapping[str, Iterable[str]] | None = None,
         issuer_names: Sequence[str] = ("github-actions",),
         signing_key: SigningKey | None = None,
+        issuer_key: SigningKey | None = None,
     ) -> None:
         self.authority = authority.rstrip("/")
-        self._tenants = list(tenants)
         self._by_ref: dict[str, TenantSeed] = {}
         for tenant in tenants:
             self._by_ref[tenant.id.lower()] = tenant
@@ -155,7 +155,7 @@ class EntraService:
                 self.add_resource(tenant_id, origin)
         self._credentials: dict[tuple[str, str], _AppCredentials] = {}
         self._key = signing_key or SigningKey.generate("adp-identity emulator token signing")
-        issuer_key = SigningKey.generate("adp-identity emulator federated issuer")
+        issuer_key = issuer_key or SigningKey.generate("adp-identity emulator federated issuer")
         self._issuers = {
             name: HostedIssuer(name, f"{self.authority}/issuers/{name}", issuer_key) for name in issuer_names
         }

@@ -13,6 +13,8 @@ import base64
 import datetime as dt
 import hashlib
 import ipaddress
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,14 +93,6 @@ class ClientCertificate:
     def pem(self) -> bytes:
         """Private key then certificate: the single-file format ``AZURE_CLIENT_CERTIFICATE_PATH`` takes."""
         return _key_pem(self.private_key) + _cert_pem(self.certificate)
-
-    @property
-    def sha1_thumbprint(self) -> bytes:
-        return self.certificate.fingerprint(hashes.SHA1())  # noqa: S303 - x5t is SHA-1 by definition (RFC 7515)
-
-    @property
-    def sha256_thumbprint(self) -> bytes:
-        return self.certificate.fingerprint(hashes.SHA256())
 
 
 class CertificateAuthority:
@@ -179,8 +173,8 @@ class CertificateAuthority:
         cert = self._leaf(key.public_key(), "127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH, san)
         return ServerCertificate(_key_pem(key), _cert_pem(cert) + self.pem())
 
-    def issue_client_certificate(self, common_name: str) -> ClientCertificate:
-        key = _rsa_key()
+    def issue_client_certificate(self, common_name: str, key: rsa.RSAPrivateKey | None = None) -> ClientCertificate:
+        key = key or _rsa_key()
         cert = self._leaf(key.public_key(), common_name, ExtendedKeyUsageOID.CLIENT_AUTH)
         return ClientCertificate(key, cert)
 
@@ -200,8 +194,8 @@ class SigningKey:
         self._x5c = base64.b64encode(der).decode("ascii")
 
     @classmethod
-    def generate(cls, common_name: str) -> SigningKey:
-        key = _rsa_key()
+    def generate(cls, common_name: str, key: rsa.RSAPrivateKey | None = None) -> SigningKey:
+        key = key or _rsa_key()
         cert = _builder(common_name, _name(common_name), key.public_key()).sign(key, hashes.SHA256())
         return cls(key, cert)
 
@@ -221,3 +215,34 @@ class SigningKey:
             "x5c": [self._x5c],
             **extra,
         }
+
+
+class KeyMaterial:
+    """Where one emulator run takes its CA and its RSA keys (client certificates, token signing keys).
+
+    By default every run makes its own (:meth:`Emulator.start` builds a fresh ``KeyMaterial``). A test session
+    shares one with ``reuse=True``: the same CA, and RSA keys made once and handed out again, in the same order, to
+    every run - RSA-2048 generation is most of an emulator's start-up time. Within one run the keys are always
+    distinct (the Nth key a run asks for is the Nth key made), so a token signed by one key never verifies
+    against another role's key.
+    """
+
+    def __init__(self, ca: CertificateAuthority | None = None, *, reuse: bool = False) -> None:
+        self.ca = ca or CertificateAuthority.generate()
+        self.reuse = reuse
+        self._keys: list[rsa.RSAPrivateKey] = []
+        self._lock = threading.Lock()
+
+    def rsa_keys(self) -> Iterator[rsa.RSAPrivateKey]:
+        """The RSA keys of one run: distinct from each other; the same sequence for every run when reused."""
+        index = 0
+        while True:
+            if not self.reuse:
+                yield _rsa_key()
+                continue
+            with self._lock:
+                if index == len(self._keys):
+                    self._keys.append(_rsa_key())
+                key = self._keys[index]
+            index += 1
+            yield key

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -382,13 +382,3 @@ def _key_vault(value: Any, path: str, apps: Sequence[ApplicationSeed]) -> KeyVau
             raise _Problem(where, f"duplicate assignment of {role!r} to {app.name!r}", "each assignment once")
         assignments.append((app.name, role))
     return KeyVaultSeed(name, tuple(assignments))
-
-
-def seed_summary(seed: Seed) -> Mapping[str, int]:
-    """Counts for a one-line startup message."""
-    return {
-        "tenants": len(seed.tenants),
-        "applications": sum(len(t.applications) for t in seed.tenants),
-        "environments": sum(len(t.environments) for t in seed.tenants),
-        "key_vaults": sum(len(t.key_vaults) for t in seed.tenants),
-    }

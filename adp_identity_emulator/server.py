@@ -6,9 +6,11 @@ is the only place that touches sockets. Per request it:
 
 1. reads the request and builds an :class:`EmuRequest`,
 2. asks the :class:`FaultInjector` whether this request meets a fault (latency, status, drop, lost response),
-3. calls the service bound to the origin (unless a fault answers first),
-4. records a :class:`LogEntry` - before answering, so a client that got its answer always finds it logged,
-5. writes the :class:`EmuResponse` (or closes the connection, for ``drop`` / ``lost_response``).
+3. for a Dataverse origin, admits the request against the caller's service protection limits (a breach is
+   answered 429 at once; see ``dataverse/limits.py``),
+4. calls the service bound to the origin (unless a fault answers first), timing it for the execution-time limit,
+5. records a :class:`LogEntry` - before answering, so a client that got its answer always finds it logged,
+6. writes the :class:`EmuResponse` (or closes the connection, for ``drop`` / ``lost_response``).
 
 TLS is negotiated on the connection's own thread, so one slow client cannot stall the accept loop.
 """
@@ -29,6 +31,7 @@ from typing import Any
 
 import jwt
 
+from adp_identity_emulator.dataverse.limits import Refusal, ServiceProtection, Ticket
 from adp_identity_emulator.faults import Fault, FaultInjector, fault_response
 from adp_identity_emulator.http import EmuRequest, EmuResponse, Headers, Service
 from adp_identity_emulator.log import RequestLog
@@ -59,6 +62,7 @@ class Route:
     kind: str  # "entra" | "dataverse" | "keyvault"
     env: str | None = None  # environment / vault name
     kind_of: Callable[[str], str] | None = None  # per-path log name (Entra logs /issuers/... as "issuer")
+    protection: ServiceProtection | None = None  # Dataverse's per-caller limits of this origin
 
     def kind_for(self, path: str) -> str:
         return self.kind_of(path) if self.kind_of else self.kind
@@ -150,6 +154,17 @@ class _Handler(BaseHTTPRequestHandler):
                 fault=name,
             )
 
+        reaches_service = fault is None or fault.kind in ("latency", "lost_response")
+        ticket: Ticket | None = None
+        if reaches_service and route.protection is not None and caller is not None:
+            verdict = route.protection.admit(caller)
+            if isinstance(verdict, Refusal):
+                refused = verdict.response(route.protection.headers(caller))
+                record(refused.status)
+                self._write(refused)
+                return
+            ticket = verdict
+        started = time.perf_counter()
         if fault is not None and fault.latency_ms:
             time.sleep(fault.latency_ms / 1000)
         if fault is not None and fault.kind == "drop":
@@ -162,7 +177,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(injected)
             return
         request = EmuRequest(method, path, query, Headers(dict(self.headers.items())), body, self.server.origin)
-        response = self._call(route, request)
+        if ticket is not None:
+            response = self._call_protected(route, request, ticket, started)
+        else:
+            response = self._call(route, request)
+            if route.protection is not None:
+                response.headers.update(route.protection.headers(None))  # the DOP hint, for anyone
         if fault is not None and fault.kind == "lost_response":
             record(response.status, response.operations, "lost_response")
             self.close_connection = True  # committed, but the answer never leaves
@@ -171,6 +191,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(response)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
+
+    def _call_protected(self, route: Route, request: EmuRequest, ticket: Ticket, started: float) -> EmuResponse:
+        """Serve an admitted request, count its execution time (from ``started``, which precedes an injected
+        latency, or from the service call alone) and add the rate-limit headers. A 401 is not counted: Dataverse
+        cannot tell whose budget it would be."""
+        assert route.protection is not None
+        protection = route.protection
+        served = time.perf_counter()
+        response = self._call(route, request)  # never raises: a failing service is a 500
+        ended = time.perf_counter()
+        seconds = (ended - started) if protection.limits.count_latency else (ended - served)
+        protection.finish(ticket, seconds, counted=response.status != 401)
+        response.headers.update(protection.headers(ticket.caller))
+        return response
 
     @staticmethod
     def _call(route: Route, request: EmuRequest) -> EmuResponse:

@@ -17,6 +17,17 @@ from adp_identity_emulator import Emulator
 
 API = "/api/data/v9.2/"
 ADMIN_APPLICATION = "adp-platform-admin"
+TIMEOUT = 30.0  # seconds per request: the emulator is local
+
+
+class AdminCentreError(RuntimeError):
+    """A change "by hand" was refused; the demo or test that asked for it cannot go on as written."""
+
+
+class _TimedSession(requests.Session):
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("timeout", TIMEOUT)
+        return super().request(*args, **kwargs)
 
 
 @dataclass
@@ -38,7 +49,7 @@ class AdminCentre:
             connection_verify=emulator.ca_bundle,
         )
         url = emulator.environment_url(environment)
-        session = requests.Session()
+        session = _TimedSession()
         session.trust_env = False
         session.verify = emulator.ca_bundle
         token = credential.get_token(f"{url}/.default").token
@@ -53,7 +64,11 @@ class AdminCentre:
         return cls(url, session)
 
     def _ok(self, response: requests.Response) -> Any:
-        assert response.status_code < 300, response.text
+        if response.status_code >= 300:
+            raise AdminCentreError(
+                f"the admin centre's {response.request.method} {response.url} was answered {response.status_code}: "
+                f"{response.text[:300]}"
+            )
         return response.json() if response.content else None
 
     def role_id(self, name: str, business_unit_id: str) -> str:
@@ -66,7 +81,8 @@ class AdminCentre:
                 },
             )
         )["value"]
-        assert len(rows) == 1, rows
+        if len(rows) != 1:
+            raise AdminCentreError(f"{len(rows)} roles named {name!r} in business unit {business_unit_id}; expected 1")
         return str(rows[0]["roleid"])
 
     def user(self, systemuser_id: str) -> dict[str, Any]:
@@ -80,15 +96,6 @@ class AdminCentre:
             )
         )
         return row
-
-    def users_of(self, application_id: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self._ok(
-            self.session.get(
-                f"{self.url}{API}systemusers",
-                params={"$select": "systemuserid,isdisabled", "$filter": f"applicationid eq {application_id}"},
-            )
-        )["value"]
-        return rows
 
     def role_names(self, systemuser_id: str) -> list[str]:
         return sorted(r["name"] for r in self.user(systemuser_id)["systemuserroles_association"])

@@ -18,7 +18,7 @@ from types import FrameType
 
 import click
 
-from adp_identity_emulator import DEFAULT_SEED, Emulator, SeedError, load_seed
+from adp_identity_emulator import DEFAULT_SEED, Emulator, SeedError, UnsafeStateDir, load_seed
 
 
 @click.command(name="emulator")
@@ -72,6 +72,9 @@ def command(
             emulator.start()
             if json_file is not None:
                 emulator.write_info(json_file)
+        except UnsafeStateDir as exc:
+            click.echo(f"error: --state-dir {exc.path}: {exc.reason}", err=True)
+            ctx.exit(2)
         except OSError as exc:
             click.echo(f"error: cannot start the emulator: {exc.strerror or exc}", err=True)
             ctx.exit(1)
@@ -90,6 +93,15 @@ def command(
     click.echo("emulator stopped", err=True)
 
 
+# What a script needs against the sandbox besides these variables (issue 11): MSAL does instance discovery against
+# a fixed Microsoft host (login.microsoftonline.com) before it trusts an authority it does not know.
+MSAL_NOTE = [
+    "# Scripts: azure-identity's MSAL-based credentials (ClientSecretCredential, CertificateCredential) need",
+    "#   authority=$AZURE_AUTHORITY_HOST and disable_instance_discovery=True here: instance discovery goes to a",
+    "#   fixed Microsoft host. DefaultAzureCredential under the exports below needs nothing more.",
+]
+
+
 def export_lines(emulator: Emulator, json_file: Path | None = None, *, tenant: str | None = None) -> list[str]:
     """Shell lines: the AZURE_* variables of one tenant's deploying identity (the others commented out, so that a
     shell never silently ends up with the last tenant's), then one URL variable per environment."""
@@ -97,6 +109,7 @@ def export_lines(emulator: Emulator, json_file: Path | None = None, *, tenant: s
     chosen = tenant or info["tenants"][0]["name"]
     where = f"; details in {json_file}" if json_file is not None else ""
     lines = [f"# adp-identity emulator: authority {info['authority_host']}, CA {info['ca_bundle']}{where}"]
+    lines += MSAL_NOTE
     for entry in info["tenants"]:
         identity = emulator.identity(entry["name"])
         if "federated_token_file" not in identity:

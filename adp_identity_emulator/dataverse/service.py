@@ -18,6 +18,8 @@ from ..http import Claims, Directory, EmuRequest, EmuResponse, InvalidToken, Tok
 from . import errors, privileges
 from .batch import BatchRun, parse_batch
 from .errors import WebApiError
+from .metadata import ENTITY_SET as ENTITY_DEFINITIONS
+from .metadata import entity_definitions
 from .odata import (
     MAX_PAGE_SIZE,
     QueryOptions,
@@ -202,6 +204,11 @@ class DataverseService:
         if first.name == "WhoAmI" and len(segments) == 1:
             self._only(method, "GET")
             return self._who_am_i(caller)
+        if first.name == ENTITY_DEFINITIONS and len(segments) == 1:
+            # Table definitions: any authenticated, enabled application user may read them (no table privilege)
+            self._only(method, "GET")
+            status, body = entity_definitions(self.base, req.query, first)
+            return EmuResponse.json(status, body)
         table = TABLES.get(first.name)
         if table is None:
             raise WebApiError(404, errors.RESOURCE_NOT_FOUND, f"Resource not found for the segment '{first.name}'.")

@@ -11,12 +11,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import jwt
 import pytest
 import requests
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import ClientSecretCredential
 from click.testing import CliRunner
 
 from adp_identity.cli import cli
+from adp_identity.commands.emulator import MSAL_NOTE, export_lines
+from adp_identity_emulator import Emulator
 
 pytestmark = pytest.mark.emulator
 
@@ -65,6 +71,7 @@ def test_runs_in_the_foreground_and_stops_cleanly(tmp_path: Path, stop_signal: s
         lines = _read_lines_until(process, "DATAVERSE_URL_DEFRA_PRD", time.monotonic() + 30)
         info = json.loads(json_file.read_text())
         assert [t["name"] for t in info["tenants"]] == ["DefraDev", "Defra"]
+        assert lines[1 : 1 + len(MSAL_NOTE)] == MSAL_NOTE  # what scripts need, right under the header
         comments = [line for line in lines if line.startswith("# tenant ")]
         assert len(comments) == 2 and "adp-identity-pipeline" in comments[0]
         exports = dict(line.removeprefix("export ").split("=", 1) for line in lines if line.startswith("export AZURE"))
@@ -108,3 +115,43 @@ def test_a_bad_seed_is_one_line_and_exit_2(tmp_path: Path) -> None:
         f"error: {seed}: tenants[0].colour: unknown key; "
         "allowed: name, id, domain, applications, environments, key_vaults"
     ]
+
+
+def test_the_printed_msal_settings_are_what_a_client_secret_credential_needs(emulator: Emulator) -> None:
+    """The export lines say what a script needs beyond them; following them, the admin's secret gets a token, and
+    without ``disable_instance_discovery`` MSAL first calls a fixed Microsoft host (refused in tests)."""
+    lines = export_lines(emulator)
+    assert [line for line in lines if line in MSAL_NOTE] == MSAL_NOTE
+    assert "disable_instance_discovery=True" in " ".join(MSAL_NOTE)
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in lines if line.startswith("export AZURE"))
+    admin = emulator.identity("DefraDev", "adp-platform-admin", "secret")
+    scope = f"{emulator.environment_url('defradev-dev')}/.default"
+
+    def credential(**extra: Any) -> ClientSecretCredential:
+        return ClientSecretCredential(
+            exports["AZURE_TENANT_ID"],
+            admin["client_id"],
+            admin["secret"],
+            authority=exports["AZURE_AUTHORITY_HOST"],
+            connection_verify=emulator.ca_bundle,
+            **extra,
+        )
+
+    token = credential(disable_instance_discovery=True).get_token(scope)
+    assert jwt.decode(token.token, options={"verify_signature": False})["appid"] == admin["client_id"]
+    with pytest.raises(ClientAuthenticationError):
+        credential().get_token(scope)
+    assert emulator.log.count(service="entra", path_contains="/token") == 1
+
+
+def test_a_state_dir_others_can_reach_is_refused_in_one_line(tmp_path: Path) -> None:
+    state = tmp_path / "shared"
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    result = CliRunner().invoke(cli, ["emulator", "--state-dir", str(state)])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"error: --state-dir {state}: mode 0755, not 0700; allowed: a directory you own with mode 0700, "
+        "or a path that does not exist yet (created so)"
+    ]
+    assert list(state.iterdir()) == []  # nothing was written into it

@@ -4,7 +4,9 @@ shutdown, every fault kind as a plain requests client meets it, and the request 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,9 @@ from azure.identity import ClientSecretCredential
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from adp_identity_emulator import Emulator
+from adp_identity_emulator import Emulator, KeyMaterial, UnsafeStateDir
 from adp_identity_emulator.faults import THROTTLE_CODE
+from tests.emulator.sessions import dataverse_session
 
 pytestmark = pytest.mark.emulator
 
@@ -26,28 +29,7 @@ PAY_WEB = "sndadpinfmi1401-ffc-pay-web"  # disabled, hand-made application user 
 
 
 def _session(emu: Emulator, application: str = "adp-platform-admin", tenant: str = "DefraDev") -> requests.Session:
-    identity = emu.identity(tenant, application, "secret")
-    env = emu.info["environments"][0]["url"] if tenant == "DefraDev" else emu.environment_url("defra-pre")
-    credential = ClientSecretCredential(
-        emu.tenant(tenant).id,
-        identity["client_id"],
-        identity["secret"],
-        authority=emu.authority_host,
-        disable_instance_discovery=True,
-        connection_verify=emu.ca_bundle,
-    )
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = emu.ca_bundle
-    session.headers.update(
-        {
-            "Authorization": f"Bearer {credential.get_token(f'{env}/.default').token}",
-            "Accept": "application/json",
-            "OData-MaxVersion": "4.0",
-            "OData-Version": "4.0",
-        }
-    )
-    return session
+    return dataverse_session(emu, application, tenant, None if tenant == "DefraDev" else "defra-pre")
 
 
 def _users_url(emu: Emulator) -> str:
@@ -87,19 +69,24 @@ def test_info_document_lists_tenants_environments_and_identities(emulator: Emula
     urls = [e["url"] for e in info["environments"] + info["key_vaults"]]
     assert len({*urls, info["authority_host"]}) == 7
     assert all(url.startswith("https://127.0.0.1:") and not url.endswith("/") for url in urls)
+    credential_keys = {"federated": "federated_token_file", "secret": "secret", "certificate": "certificate_path"}
     for tenant in ("DefraDev", "Defra"):
         mine = [i for i in info["identities"] if i["tenant"] == tenant]
-        credential_keys = [
-            next(k for k in ("federated_token_file", "secret", "certificate_path") if k in i) for i in mine
+        apps = [a for a in emulator.tenant(tenant).applications if a.credentials]
+        assert [i["name"] for i in mine] == [a.name for a in apps]  # each application once, in seed order
+        assert mine[0]["name"] == "adp-identity-pipeline"
+        assert [k for k in mine[0] if k in credential_keys.values()] == [
+            "federated_token_file",
+            "secret",
+            "certificate_path",
         ]
-        assert [i["name"] for i in mine[:3]] == ["adp-identity-pipeline"] * 3
-        assert credential_keys[:3] == ["federated_token_file", "secret", "certificate_path"]
         assert emulator.identity(tenant) == mine[0]
-        for identity in mine:
-            assert sum(k in identity for k in ("federated_token_file", "secret", "certificate_path")) == 1
-            assert identity["client_id"] == next(
-                a.client_id for a in emulator.tenant(tenant).applications if a.name == identity["name"]
-            )
+        assert emulator.identity(tenant, kind="secret") == emulator.identity(tenant, kind="certificate") == mine[0]
+        for identity, app in zip(mine, apps, strict=True):
+            assert identity["client_id"] == app.client_id
+            assert {k for k in identity if k in credential_keys.values()} == {
+                credential_keys[c] for c in app.credentials
+            }
     assert {i["name"] for i in info["identities"]}.isdisjoint({"ADP-FFC-PayReports-snd1", "ADP-FFC-PayReports-prd1"})
 
 
@@ -143,6 +130,34 @@ def test_federated_tokens_are_reminted(emulator: Emulator) -> None:
     assert after["exp"] >= before["exp"]
 
 
+def _public_keys(emu: Emulator) -> tuple[bytes, str, str, str]:
+    """(CA certificate, Entra's token-signing modulus, the federated issuer's modulus, a client certificate)."""
+
+    def modulus(url: str) -> str:
+        keys: list[dict[str, str]] = requests.get(url, verify=emu.ca_bundle, timeout=10).json()["keys"]
+        return keys[0]["n"]
+
+    tenant = emu.tenant("DefraDev").id
+    return (
+        Path(emu.ca_bundle).read_bytes(),
+        modulus(f"{emu.authority_host}/{tenant}/discovery/v2.0/keys"),
+        modulus(f"{emu.authority_host}/issuers/github-actions/jwks"),
+        Path(emu.identity("DefraDev", kind="certificate")["certificate_path"]).read_text(),
+    )
+
+
+def test_a_test_session_shares_one_ca_and_its_keys_while_each_run_keeps_them_apart(
+    make_emulator: Callable[..., Emulator], emulator_keys: KeyMaterial
+) -> None:
+    first, second = (_public_keys(make_emulator()) for _ in range(2))  # the session's KeyMaterial
+    assert first[:3] == second[:3]  # one CA, the same RSA keys handed out again
+    assert first[0] == emulator_keys.ca.pem()
+    assert first[1] != first[2]  # within a run Entra's and the issuer's signing keys differ
+    assert first[3] != second[3]  # client certificates are still issued per run
+    own = _public_keys(make_emulator(keys=None))  # the default: every start makes its own
+    assert own[0] != first[0] and own[1] != first[1]
+
+
 def test_a_temporary_state_dir_is_removed_on_stop(emulator: Emulator) -> None:
     with Emulator(emulator.seed) as transient:
         state = transient.state_dir
@@ -155,6 +170,93 @@ def test_write_info_writes_the_json_file_privately(emulator: Emulator, tmp_path:
     emulator.write_info(target)
     assert json.loads(target.read_text()) == emulator.info
     assert target.stat().st_mode & 0o077 == 0
+
+
+# -- files other local users can neither read nor redirect (issue 10) ---------------------------------------------
+
+
+def _plant_link(at: Path, victim: Path) -> None:
+    """Another user's trap: a symbolic link where the emulator used to open its temporary file."""
+    victim.write_bytes(b"precious")
+    at.symlink_to(victim)
+
+
+def test_the_json_file_is_written_through_an_unpredictable_name(emulator: Emulator, tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    planted, victim = folder / ".emulator.json.tmp", tmp_path / "victim"
+    _plant_link(planted, victim)  # the predictable name the emulator used to open, following links
+    target = folder / "emulator.json"
+    emulator.write_info(target)
+    assert victim.read_bytes() == b"precious"  # the link was not followed
+    assert planted.is_symlink() and planted.readlink() == victim
+    assert json.loads(target.read_text()) == emulator.info
+    assert not target.is_symlink() and stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert sorted(p.name for p in folder.iterdir()) == [".emulator.json.tmp", "emulator.json"]  # no leftovers
+
+
+def test_a_link_planted_at_the_json_file_itself_is_replaced_not_followed(emulator: Emulator, tmp_path: Path) -> None:
+    target, victim = tmp_path / "emulator.json", tmp_path / "victim"
+    _plant_link(target, victim)
+    emulator.write_info(target)
+    assert victim.read_bytes() == b"precious"
+    assert not target.is_symlink() and json.loads(target.read_text()) == emulator.info
+
+
+def test_a_link_planted_in_the_state_dir_is_not_followed(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    planted, victim = state / ".server-key.pem.tmp", tmp_path / "victim"
+    _plant_link(planted, victim)
+    emu = make_emulator(state_dir=state)
+    assert victim.read_bytes() == b"precious"  # the server's private key did not go there
+    key = state / "server-key.pem"
+    assert not key.is_symlink() and key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    discovery = f"{emu.authority_host}/defra.onmicrosoft.com/v2.0/.well-known/openid-configuration"
+    assert requests.get(discovery, verify=emu.ca_bundle, timeout=10).status_code == 200  # served with that key
+
+
+def test_every_file_and_folder_of_the_state_dir_is_private(emulator: Emulator, tmp_path: Path) -> None:
+    state = emulator.state_dir
+    assert state is not None and stat.S_IMODE(state.stat().st_mode) == 0o700  # created so
+    files = [p for p in state.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"ca.pem", "server.pem", "server-key.pem", "adp-identity-pipeline.pem"}
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {oct(0o600)}
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in state.rglob("*") if p.is_dir()} == {oct(0o700)}
+    emulator.remint_federated_tokens()
+    assert stat.S_IMODE(Path(emulator.identity("DefraDev")["federated_token_file"]).stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o770, 0o701])
+def test_a_state_dir_others_can_reach_is_refused(emulator: Emulator, tmp_path: Path, mode: int) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(mode)
+    with pytest.raises(UnsafeStateDir) as refused:
+        Emulator(emulator.seed, state_dir=state).start()
+    assert str(refused.value) == (
+        f"state directory {state}: mode {mode:04o}, not 0700; allowed: a directory you own with mode 0700, "
+        "or a path that does not exist yet (created so)"
+    )
+    assert list(state.iterdir()) == []
+
+
+def test_a_state_dir_of_another_user_or_a_link_is_refused(emulator: Emulator, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(mine)
+    with pytest.raises(UnsafeStateDir, match=r": a symbolic link; allowed: "):
+        Emulator(emulator.seed, state_dir=link).start()
+    if os.geteuid() != 0:
+        pytest.skip("only root can make a directory owned by another user")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o700)
+    os.chown(foreign, 65534, -1)
+    with pytest.raises(UnsafeStateDir, match=r": owned by uid 65534, not by you \(uid 0\); allowed: "):
+        Emulator(emulator.seed, state_dir=foreign).start()
 
 
 # -- ports and shutdown ---------------------------------------------------------------------------------------------

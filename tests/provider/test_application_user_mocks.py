@@ -30,8 +30,12 @@ def test_registers_as_a_dynamic_dataverse_application_user_with_its_inputs() -> 
 
     run = run_inline(program)
     assert run.error is None
-    users = run.of_type("pulumi-python:dynamic/dataverse:ApplicationUser")
-    assert [u.name for u in users] == ["ffc-pay-batch-dev", "ahwr-claims-dev"]
+    # registration is asynchronous: the order in which the two arrive is not the program's order
+    users = sorted(
+        run.of_type("pulumi-python:dynamic/dataverse:ApplicationUser"), key=lambda u: u.name != "ffc-pay-batch-dev"
+    )
+    assert sorted(u.name for u in users) == ["ahwr-claims-dev", "ffc-pay-batch-dev"]
+    assert users[0].name == "ffc-pay-batch-dev"
     first = {k: plain(v) for k, v in users[0].inputs.items()}
     assert first["environment_url"] == URL
     assert first["application_id"] == APP
