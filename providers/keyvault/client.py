@@ -328,7 +328,13 @@ class KeyVaultCertificatesClient:
             raise self._unauthorized(failed) from None
         except AzureError as exc:
             raise error_from_sdk(exc, vault=self.vault, method=method, url=url, spent=meter.spent()) from None
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        except ValueError as exc:
+            if "challenge" in str(exc):  # the SDK's verify_challenge_resource (or an unreadable challenge)
+                refused = "the vault's authentication challenge names another resource or none; no token was sent"
+                raise UntrustedOrigin(refused, vault=self.vault, method=method, url=url) from None
+            shape = f"the answer is not what Key Vault sends ({type(exc).__name__})"
+            raise MalformedResponse(shape, vault=self.vault, method=method, url=url) from None
+        except (TypeError, KeyError, AttributeError, IndexError) as exc:
             # the SDK or models met an answer Key Vault would not send (a list for an object, a missing id, ...)
             shape = f"the answer is not what Key Vault sends ({type(exc).__name__})"
             raise MalformedResponse(shape, vault=self.vault, method=method, url=url) from None

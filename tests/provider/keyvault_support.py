@@ -16,7 +16,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -130,11 +130,13 @@ class TestCredential:
 
 @dataclass
 class Fault:
-    kind: str  # throttle | unavailable | bad_gateway | drop | lost_response | tls
+    kind: str  # throttle | unavailable | bad_gateway | drop | lost_response | tls | answer
     method: str | None = None
     path_contains: str | None = None
     retry_after: int | None = 1
     count: int = 1
+    status: int = 0  # answer: this status and these headers, before the vault sees the request
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,6 +146,7 @@ class Exchange:
     query: str
     status: int  # 0 when no answer reached the client
     fault: str | None = None
+    authorized: bool = False  # the request carried a bearer token
 
 
 class VaultAdapter(_BoundedAdapter):
@@ -171,7 +174,11 @@ class VaultAdapter(_BoundedAdapter):
         origin = f"{url.scheme}://{url.netloc}"
         assert origin == self.origin, f"unexpected request to {origin}"
         method = (request.method or "GET").upper()
+        authorized = str(request.headers.get("Authorization", "")).lower().startswith("bearer ")
         fault = self._draw(method, url.path)
+        if fault is not None and fault.kind == "answer":
+            self.exchanges.append(Exchange(method, url.path, url.query, fault.status, fault.kind, authorized))
+            return self._response(request, EmuResponse.json(fault.status, {}, fault.headers))
         if fault is not None and fault.kind in ("drop", "tls"):
             self.exchanges.append(Exchange(method, url.path, url.query, 0, fault.kind))
             if fault.kind == "tls":
@@ -191,7 +198,7 @@ class VaultAdapter(_BoundedAdapter):
         if fault is not None and fault.kind == "lost_response":
             self.exchanges.append(Exchange(method, url.path, url.query, 0, fault.kind))
             raise requests.ConnectionError(urllib3.exceptions.ProtocolError("Connection aborted."))
-        self.exchanges.append(Exchange(method, url.path, url.query, answer.status))
+        self.exchanges.append(Exchange(method, url.path, url.query, answer.status, authorized=authorized))
         return self._response(request, answer)
 
     def _response(self, request: requests.PreparedRequest, answer: EmuResponse) -> requests.Response:

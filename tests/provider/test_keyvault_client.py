@@ -323,11 +323,35 @@ def test_versions_follow_next_link(vault: InProcessVault) -> None:
     assert vault.adapter.count("GET", "/versions") == 3
 
 
-def test_next_link_to_another_host_is_refused(vault: InProcessVault) -> None:
+REAL_VAULT = "https://kvtest01.vault.azure.net"  # a Key Vault host: the SDK verifies the challenge for it
+
+
+def test_next_link_to_another_host_is_refused() -> None:
+    vault = InProcessVault(REAL_VAULT)
     vault.state.misbehave("endless_next_link", next_origin="https://attacker.example", path_contains="/versions")
     with pytest.raises(UntrustedOrigin, match=r"refusing a nextLink to another host: attacker\.example"):
         vault.client().list_versions("c")
     assert {e.path for e in vault.adapter.exchanges} == {"/certificates/c/versions"}  # the strict wire saw no other
+
+
+def test_a_real_vaults_challenge_must_name_key_vault_or_no_token_is_sent() -> None:
+    """For *.vault.azure.net the SDK's verify_challenge_resource stays on: a challenge naming another resource
+    (a spoofed vault asking for a token of another audience) is refused, and no request carries a token."""
+    vault = InProcessVault(REAL_VAULT)
+    challenge = 'Bearer authorization="https://login.windows.net/x", resource="https://attacker.example"'
+    vault.adapter.script("answer", status=401, headers={"WWW-Authenticate": challenge})
+    credential = TestCredential()
+    with pytest.raises(UntrustedOrigin, match="challenge names another resource") as info:
+        vault.client(credential).get_certificate(NAME)
+    assert "\n" not in str(info.value)
+    assert [(e.status, e.authorized) for e in vault.adapter.exchanges] == [(401, False)]
+
+
+def test_a_real_vault_works_with_the_challenge_verified() -> None:
+    vault = InProcessVault(REAL_VAULT)
+    client = vault.client()
+    assert client.create_version(NAME, POLICY).issued
+    assert [e.authorized for e in vault.adapter.exchanges] == [False] + [True] * (len(vault.adapter.exchanges) - 1)
 
 
 @pytest.mark.parametrize(
