@@ -23,6 +23,7 @@ Behaviour:
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -69,6 +70,11 @@ from providers.keyvault.errors import (
 from providers.keyvault.models import CertificateOperation, CertificatePolicy, CertificateVersion
 
 __all__ = ["API_VERSION", "SCOPE", "KeyVaultCertificatesClient", "Limits", "check_name", "vault_origin"]
+
+# The SDK logs a traceback (WARNING) when an error answer has no JSON body (a gateway's HTML 502, an empty 307),
+# then carries on: the error still reaches errors.error_from_sdk. In the provider host that traceback would land in
+# Pulumi's diagnostics as noise; the one-line error says what happened.
+logging.getLogger("azure.keyvault.certificates._generated._utils").setLevel(logging.ERROR)
 
 API_VERSION = "7.5"  # pinned: the version the emulator mirrors (learn.microsoft.com/rest/api/keyvault/certificates)
 NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")  # Key Vault's rule for object names

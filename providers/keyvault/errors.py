@@ -57,7 +57,8 @@ class KeyVaultError(Exception):
 
     def _describe(self) -> str:
         where = f"{self.method} {self.url} " if self.method else ""
-        answer = f"answered {self.status} {self.code}: " if self.status else ""
+        code = f" {self.code}" if self.code else ""
+        answer = f"answered {self.status}{code}: " if self.status else ""
         return f"Key Vault {self.vault}: {where}{answer}{self.message}"
 
 
