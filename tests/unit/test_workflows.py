@@ -3,8 +3,9 @@
 Two kinds of check:
 
 - the structure of ``.github/workflows/{preview,deploy,drift}.yml`` and the shared setup action: triggers,
-  minimal permissions, actions pinned to a major version, every stack covered, the Pulumi CLI equal to the SDK in
-  the lock file, the preview/deploy/drift flags that make each workflow what it is, and no credential anywhere;
+  minimal permissions, actions pinned to a reviewed commit SHA with its release in a comment, every stack covered,
+  the Pulumi CLI equal to the SDK in the lock file, the preview/deploy/drift flags that make each workflow what
+  it is, and no credential anywhere;
 - the behaviour of the shell the workflows run, executed here with bash exactly as the runner does
   (``bash --noprofile --norc -eo pipefail``): the federated token step against a strict fake of GitHub's token
   endpoint on 127.0.0.1, and the drift steps with strict fakes of ``pulumi`` and ``adp-identity`` on PATH.
@@ -171,10 +172,18 @@ def test_only_the_preview_job_may_write_to_pull_requests() -> None:
 
 # -- actions and versions ----------------------------------------------------------------------------------------
 
-PINNED = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+@v[0-9]+")
+# Every action by full commit SHA, the release it is in a comment (zizmor's unpinned-uses; tests/unit/test_zizmor.py).
+# Each SHA was read from the action's own repository (the tag's commit: `git rev-parse <tag>^{commit}`):
+PINNED_ACTIONS = {
+    "actions/checkout": ("3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"),
+    "actions/setup-python": ("5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
+    "actions/cache": ("27d5ce7f107fe9357f9df03efb73ab90386fccae", "v5.0.5"),
+    "pulumi/actions": ("8e5e406f4007fca908480587cb9893c07090f58d", "v7.0.0"),
+}
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$")
 
 
-def test_every_action_is_pinned_to_a_major_version_or_local() -> None:
+def test_every_action_is_pinned_to_a_full_commit_sha_with_its_version_or_local() -> None:
     seen = 0
     for where, step in all_steps():
         uses = step.get("uses")
@@ -183,9 +192,24 @@ def test_every_action_is_pinned_to_a_major_version_or_local() -> None:
         seen += 1
         if uses.startswith("./"):
             assert (REPO / uses / "action.yml").is_file(), f"{where}: no local action {uses}"
-        else:
-            assert PINNED.fullmatch(uses), f"{where}: {uses!r} is not pinned to a major version (owner/repo@vN)"
+            continue
+        action, _, ref = uses.partition("@")
+        assert action in PINNED_ACTIONS, f"{where}: {action} is not a reviewed action (add it with its SHA)"
+        assert ref == PINNED_ACTIONS[action][0], f"{where}: {uses!r} is not pinned to the reviewed commit"
     assert seen >= 10
+
+
+@pytest.mark.parametrize(
+    "path", [*(WORKFLOWS / f"{n}.yml" for n in WORKFLOW_NAMES), SETUP_ACTION], ids=lambda p: p.name
+)
+def test_each_pinned_commit_carries_its_release_in_a_comment(path: Path) -> None:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = USES_LINE.match(line)
+        if not match or match[1].startswith("./"):
+            continue
+        action, _, sha = match[1].partition("@")
+        assert re.fullmatch(r"[0-9a-f]{40}", sha), f"{path.name}: {line.strip()}"
+        assert match[2].strip() == f"# {PINNED_ACTIONS[action][1]}", f"{path.name}: {line.strip()}"
 
 
 def test_checkout_never_persists_the_token() -> None:
