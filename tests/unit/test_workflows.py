@@ -283,7 +283,7 @@ def test_preview_validates_first_then_previews_each_stack_with_refresh_and_a_com
     assert preview["strategy"]["fail-fast"] is False
     assert preview["environment"] == "${{ matrix.stack }}-preview"  # the read-only identity
     assert "head.repo.full_name == github.repository" in preview["if"]  # forks: no OIDC token, offline check only
-    (step,) = pulumi_steps(preview)
+    (step,) = [s for s in pulumi_steps(preview) if "command" in s["with"]]
     settings = step["with"]
     assert settings["command"] == "preview"
     assert settings["stack-name"] == "${{ matrix.stack }}"
@@ -314,22 +314,44 @@ def test_deploy_goes_defradev_first_then_defra_behind_the_approval() -> None:
     assert concurrency["cancel-in-progress"] is False, "a deployment must never be cancelled half-way"
 
 
+PIPELINE_SCRIPTS = REPO / ".ci" / "pipelines"
+
+
+def script_step(job: Mapping[str, Any], script: str) -> dict[str, Any]:
+    """The step that runs .ci/pipelines/<script> (the scripts both CI systems share)."""
+    return step_named(job, contains=f'"$GITHUB_WORKSPACE/.ci/pipelines/{script}"')
+
+
+def test_preview_plans_each_stack_with_the_read_only_identity_before_previewing_it() -> None:
+    preview = jobs("preview")["preview"]
+    assert preview["env"]["STACK"] == "${{ matrix.stack }}"
+    assert preview["env"]["PULUMI_BACKEND_URL"] == "${{ vars.PULUMI_BACKEND_URL }}"
+    plan = script_step(preview, "plan.sh")
+    assert plan["run"] == '"$GITHUB_WORKSPACE/.ci/pipelines/plan.sh"'
+    assert plan["env"] == {"OUT_DIR": "${{ runner.temp }}/plan"}
+    steps = preview["steps"]
+    (comment,) = [s for s in pulumi_steps(preview) if "command" in s["with"]]
+    assert steps.index(plan) < steps.index(comment)
+    assert comment["if"] == "!cancelled()", "a failed plan must not hide the preview"
+    text = (PIPELINE_SCRIPTS / "plan.sh").read_text(encoding="utf-8")
+    assert 'adp-identity plan --stack "$STACK" --identities "$OUT_DIR/outputs.json"' in text
+
+
 def test_drift_refreshes_with_expect_no_changes_then_audits_the_stack_outputs() -> None:
     drift = jobs("drift")["drift"]
     assert drift["environment"] == "${{ matrix.stack }}-preview"
     assert drift["env"]["STACK"] == "${{ matrix.stack }}"
-    runs = [s.get("run", "") for s in drift["steps"]]
-    refresh = runs.index(step_named(drift, step_id="refresh")["run"])
-    outputs = runs.index(step_named(drift, contains="pulumi stack output")["run"])
-    audit = runs.index(step_named(drift, step_id="audit")["run"])
-    report = step_named(drift, contains="GITHUB_STEP_SUMMARY")
-    assert refresh < outputs < audit < runs.index(report["run"])
-    refresh_run = runs[refresh]
-    for flag in ("pulumi refresh", "--preview-only", "--expect-no-changes", '--stack "$STACK"'):
-        assert flag in refresh_run
-    assert "--json" in runs[outputs]
-    assert 'adp-identity audit --stack "$STACK" --identities "$RUNNER_TEMP/outputs.json"' in runs[audit]
+    checks = script_step(drift, "drift.sh")
+    report = script_step(drift, "drift-report.sh")
+    assert drift["steps"].index(checks) < drift["steps"].index(report)
+    assert checks["env"] == report["env"] == {"OUT_DIR": "${{ runner.temp }}/drift"}
     assert report["if"] == "always()"
+    text = (PIPELINE_SCRIPTS / "drift.sh").read_text(encoding="utf-8")
+    for flag in ("pulumi refresh", "--preview-only", "--expect-no-changes", '--stack "$STACK"'):
+        assert flag in text
+    assert 'adp-identity audit --stack "$STACK" --identities "$OUT_DIR/outputs.json"' in text
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert code.index("pulumi refresh") < code.index("stack_outputs") < code.index("adp-identity audit")
 
 
 # -- no credential anywhere --------------------------------------------------------------------------------------
@@ -573,7 +595,7 @@ fi
 echo "fake adp-identity: unexpected call: $*" >&2
 exit 99
 """
-STEP_OUTPUT = re.compile(r"\$\{\{ steps\.([a-z-]+)\.outputs\.([a-z-]+) \}\}")
+RUNNER_TEMP = re.compile(r"\$\{\{ runner\.temp \}\}")
 
 
 def fake_tools(tmp_path: Path) -> Path:
@@ -587,6 +609,15 @@ def fake_tools(tmp_path: Path) -> Path:
     return bin_dir
 
 
+def step_env(step: Mapping[str, Any], runner_temp: str) -> dict[str, str]:
+    """A step's `env:`, with the only expression the drift steps use (runner.temp) resolved as the runner does."""
+    env = {}
+    for key, value in step.get("env", {}).items():
+        assert "${{" not in RUNNER_TEMP.sub("", value), f"unexpected expression in a drift step's env: {value!r}"
+        env[key] = RUNNER_TEMP.sub(runner_temp, value)
+    return env
+
+
 def run_drift_job(tmp_path: Path, *, refresh_exit: int, audit_exit: int) -> tuple[list[int], str, str]:
     """Run the drift job's shell steps in order like the runner: a failed step skips the rest but always()."""
     drift = jobs("drift")["drift"]
@@ -595,31 +626,23 @@ def run_drift_job(tmp_path: Path, *, refresh_exit: int, audit_exit: int) -> tupl
         tmp_path,
         PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         STACK=STACK,
+        GITHUB_ACTIONS="true",
+        GITHUB_WORKSPACE=str(REPO),
         FAKE_LOG=str(tmp_path / "calls.log"),
         FAKE_OUTPUTS=str(tmp_path / "outputs.json"),
         FAKE_REFRESH_EXIT=str(refresh_exit),
         FAKE_AUDIT_EXIT=str(audit_exit),
         GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"),
     )
-    outputs: dict[str, dict[str, str]] = {}
     exits: list[int] = []
     failed = False
-    for index, step in enumerate(s for s in drift["steps"] if "run" in s):
+    for step in (s for s in drift["steps"] if "run" in s):
         if failed and step.get("if") != "always()":
             continue
-        output_file = tmp_path / f"github-output-{index}"
-        output_file.touch()
-        env = {**base, "GITHUB_OUTPUT": str(output_file)}
-        for key, value in step.get("env", {}).items():
-            match = STEP_OUTPUT.fullmatch(value)
-            assert match, f"unexpected expression in the drift job's step env: {value!r}"
-            env[key] = outputs.get(match[1], {}).get(match[2], "")
+        env = {**base, **step_env(step, base["RUNNER_TEMP"])}
         result = run_step(step["run"], env, cwd=tmp_path)
         exits.append(result.returncode)
         failed = failed or result.returncode != 0
-        if "id" in step:
-            pairs = (line.split("=", 1) for line in output_file.read_text().splitlines() if "=" in line)
-            outputs[step["id"]] = dict(pairs)
     summary = (tmp_path / "summary.md").read_text() if (tmp_path / "summary.md").exists() else ""
     return exits, summary, (tmp_path / "calls.log").read_text()
 
@@ -628,12 +651,12 @@ def run_drift_job(tmp_path: Path, *, refresh_exit: int, audit_exit: int) -> tupl
 def test_drift_job_reports_both_kinds_of_drift_and_fails(tmp_path: Path) -> None:
     exits, summary, calls = run_drift_job(tmp_path, refresh_exit=7, audit_exit=2)
     # refresh, stack output and audit record their exit codes and carry on; only the report fails the job
-    assert exits == [0, 0, 0, 1]
+    assert exits == [0, 1]
     assert calls.splitlines() == [
         "pulumi refresh --stack defradev --preview-only --expect-no-changes --diff --non-interactive "
         "--color never --suppress-progress",
         "pulumi stack output --stack defradev --json",
-        f"adp-identity audit --stack defradev --identities {tmp_path / 'runner-temp' / 'outputs.json'}",
+        f"adp-identity audit --stack defradev --identities {tmp_path / 'runner-temp' / 'drift' / 'outputs.json'}",
     ]
     assert "## Drift check of stack `defradev`" in summary
     assert "(`pulumi refresh --preview-only --expect-no-changes`) | DRIFT |" in summary
@@ -647,7 +670,7 @@ def test_drift_job_reports_both_kinds_of_drift_and_fails(tmp_path: Path) -> None
 @needs_shell_tools
 def test_drift_job_passes_and_folds_the_report_when_clean(tmp_path: Path) -> None:
     exits, summary, _calls = run_drift_job(tmp_path, refresh_exit=0, audit_exit=0)
-    assert exits == [0, 0, 0, 0]
+    assert exits == [0, 0]
     assert summary.count("| clean |") == 2
     assert "<details open>" not in summary
     assert "<details><summary>adp-identity audit</summary>" in summary
@@ -676,10 +699,18 @@ def test_drift_job_fails_on_drift_and_on_a_check_that_could_not_run(
 @needs_shell_tools
 def test_drift_report_says_not_run_when_an_earlier_step_failed(tmp_path: Path) -> None:
     drift = jobs("drift")["drift"]
-    report = step_named(drift, contains="GITHUB_STEP_SUMMARY")
+    report = script_step(drift, "drift-report.sh")
     env = runner_env(
-        tmp_path, STACK=STACK, REFRESH_EXIT="0", AUDIT_EXIT="", GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md")
+        tmp_path,
+        STACK=STACK,
+        GITHUB_ACTIONS="true",
+        GITHUB_WORKSPACE=str(REPO),
+        GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"),
     )
+    env.update(step_env(report, env["RUNNER_TEMP"]))
+    out_dir = Path(env["OUT_DIR"])
+    out_dir.mkdir(parents=True)
+    (out_dir / "refresh.exit").write_text("0\n")  # the refresh ran; the stack outputs (and so the audit) did not
     result = run_step(report["run"], env, cwd=tmp_path)
     assert result.returncode == 1
     summary = (tmp_path / "summary.md").read_text()
