@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from adp_identity.desired.yamlsafe import read_yaml
+from tests.unit import pipeline_rules
 
 REPO = Path(__file__).resolve().parents[2]
 ADO = REPO / ".azuredevops"
@@ -409,22 +410,8 @@ def test_tasks_and_images_are_pinned() -> None:
                     assert re.fullmatch(r"[A-Za-z]+@[0-9]+", step["task"]), step["task"]
 
 
-SECRET_VARIABLES = (
-    "AZURE_CLIENT_SECRET",
-    "ARM_CLIENT_SECRET",
-    "AZURE_CLIENT_CERTIFICATE",
-    "ARM_CLIENT_CERTIFICATE",
-    "AZURE_STORAGE_KEY",
-    "AZURE_STORAGE_SAS_TOKEN",
-    "AZURE_STORAGE_CONNECTION_STRING",
-    "PULUMI_ACCESS_TOKEN",
-    "PULUMI_CONFIG_PASSPHRASE",
-    "ARM_OIDC_TOKEN",
-    "ARM_ACCESS_KEY",
-    "servicePrincipalKey",
-)
-GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}")
+SECRET_VARIABLES = (*pipeline_rules.SECRET_VARIABLES, "servicePrincipalKey")  # AzureCLI@2 addSpnToEnvironment
+GUID, JWT = pipeline_rules.GUID, pipeline_rules.JWT
 MACRO = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.]*)\)")
 ALLOWED_MACROS = {
     "Agent.TempDirectory",
@@ -445,7 +432,7 @@ def test_no_secret_literal_or_secret_variable_in_the_pipeline(path: Path) -> Non
     assert not GUID.search(text), f"{path.name}: a GUID literal; ids belong to service connections and groups"
     assert not JWT.search(text)
     assert "isSecret" not in text and "AzureKeyVault" not in text
-    assert not re.search(r"set\s+-[a-z]*x", text), f"{path.name}: set -x would print every value"
+    assert not pipeline_rules.SET_X.search(text), f"{path.name}: set -x would print every value"
     for macro in MACRO.findall(text):
         assert macro in ALLOWED_MACROS, f"{path.name}: $({macro}) is not an agreed variable"
 
@@ -456,7 +443,7 @@ def test_scripts_take_values_from_the_environment_and_print_no_secret(path: Path
     # script files reach the agent as they are (no ${{ }} or $( ) expansion): values come in through env
     assert "${{" not in text, f"{path.name}: template expressions do not apply to script files"
     assert not GUID.search(text) and not JWT.search(text)
-    assert not re.search(r"set\s+-[a-z]*x", text)
+    assert not pipeline_rules.SET_X.search(text)
     assert "--show-secrets" not in text
     if path.name != "lib.sh":
         assert text.startswith("#!/usr/bin/env bash\n") and os.access(path, os.X_OK), path.name

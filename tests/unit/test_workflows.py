@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from adp_identity.desired.yamlsafe import read_yaml
+from tests.unit import pipeline_rules
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -356,21 +357,8 @@ def test_drift_refreshes_with_expect_no_changes_then_audits_the_stack_outputs() 
 
 # -- no credential anywhere --------------------------------------------------------------------------------------
 
-SECRET_VARIABLES = (
-    "AZURE_CLIENT_SECRET",
-    "ARM_CLIENT_SECRET",
-    "AZURE_CLIENT_CERTIFICATE",
-    "ARM_CLIENT_CERTIFICATE",
-    "AZURE_STORAGE_KEY",
-    "AZURE_STORAGE_SAS_TOKEN",
-    "AZURE_STORAGE_CONNECTION_STRING",
-    "PULUMI_ACCESS_TOKEN",
-    "PULUMI_CONFIG_PASSPHRASE",
-    "ARM_OIDC_TOKEN",
-    "ARM_ACCESS_KEY",
-)
-GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}")
+SECRET_VARIABLES = pipeline_rules.SECRET_VARIABLES
+GUID, JWT = pipeline_rules.GUID, pipeline_rules.JWT
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 ALLOWED_CONTEXTS = ("vars.", "matrix.", "env.", "steps.", "github.", "runner.", "inputs.", "hashFiles(")
 
@@ -387,7 +375,7 @@ def test_no_plaintext_secret_or_secret_store_in_the_pipeline(path: Path) -> None
     assert not GUID.search(text), f"{path.name}: a GUID literal; ids belong in GitHub environment variables"
     assert not JWT.search(text), f"{path.name}: something that looks like a token"
     assert "--show-secrets" not in text
-    assert not re.search(r"set\s+-[a-z]*x", text), f"{path.name}: set -x would print every value"
+    assert not pipeline_rules.SET_X.search(text), f"{path.name}: set -x would print every value"
     for expression in EXPRESSION.findall(text):
         assert expression.startswith(ALLOWED_CONTEXTS), f"{path.name}: ${{{{ {expression} }}}} is not allowed"
         assert "secrets" not in expression, f"{path.name}: ${{{{ {expression} }}}}: no GitHub secrets are used"
