@@ -25,10 +25,9 @@ import re
 import shutil
 import subprocess
 import tarfile
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -36,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from adp_identity.desired.yamlsafe import read_yaml
-from tests.unit import pipeline_rules
+from tests.unit import loopback, pipeline_rules
 
 REPO = Path(__file__).resolve().parents[2]
 ADO = REPO / ".azuredevops"
@@ -782,14 +781,8 @@ def azure_devops() -> Iterator[tuple[Threads, str]]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}/{ORG}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback.serve(Handler) as base:
+        yield state, f"{base}/{ORG}/"
 
 
 def repository_variables(collection: str, provider: str = "TfsGit") -> dict[str, str]:

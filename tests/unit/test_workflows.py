@@ -25,10 +25,9 @@ import shutil
 import signal
 import stat
 import subprocess
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -36,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from adp_identity.desired.yamlsafe import read_yaml
-from tests.unit import pipeline_rules
+from tests.unit import loopback, pipeline_rules
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -434,14 +433,8 @@ def token_endpoint() -> Iterator[tuple[TokenEndpoint, str]]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield endpoint, f"http://127.0.0.1:{server.server_address[1]}/idtoken?api-version=2.0"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback.serve(Handler) as base:
+        yield endpoint, f"{base}/idtoken?api-version=2.0"
 
 
 def token_step_script() -> str:
