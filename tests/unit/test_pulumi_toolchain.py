@@ -221,7 +221,7 @@ def base_environment(clone: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh clone of HEAD with `make install` run in it, as CI and a new developer have it."""
+    """A fresh clone of HEAD with `make install` run in it: the .venv CI and a new developer have."""
     if GIT is None or MAKE is None or not (REPO / ".git").exists():
         pytest.skip("needs git, make and a git checkout (CI and every developer have all three)")
     head = subprocess.run(
@@ -230,7 +230,19 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("clone") / "adp-identity"
     subprocess.run([GIT, "clone", "--quiet", "--no-checkout", str(REPO), str(target)], check=True, timeout=DEADLINE)
     subprocess.run([GIT, "-C", str(target), "checkout", "--quiet", head], check=True, timeout=DEADLINE)
+    # The pinned uv comes from this checkout's make install (the same version: checked below), and uv installs from
+    # its cache (UV_OFFLINE=1): the clone gets every file make install would download, with no network in the test.
+    # Bootstrapping uv with pip and downloading from the index is what this checkout's own make install just did.
+    pinned = re.search(r"^UV_VERSION := (\S+)$", (REPO / "Makefile").read_text(encoding="utf-8"), re.MULTILINE)
+    source_uv = REPO / ".tools" / "bin" / "uv"
+    if pinned is None or not source_uv.exists():
+        pytest.skip("make install puts the pinned uv in .tools/ (make test does it first)")
+    version = subprocess.run([str(source_uv), "--version"], capture_output=True, text=True, check=True, timeout=30)
+    assert version.stdout.split()[1] == pinned[1], f"{source_uv} is not the Makefile's uv {pinned[1]}"
+    (target / ".tools" / "bin").mkdir(parents=True)
+    shutil.copy2(source_uv, target / ".tools" / "bin" / "uv")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV", "PYTEST"))}
+    env["UV_OFFLINE"] = "1"
     installed = subprocess.run(
         [MAKE, "--no-print-directory", "install"],
         cwd=target,
