@@ -183,7 +183,7 @@ def desired_state_from_pulumi_config(
     `config` maps full keys (``adp-identity:tenant``) to values as Pulumi hands them to a program: strings,
     with structured values as JSON text (a mapping is accepted too); `secret_keys` are the keys Pulumi
     decrypted from ``secure:`` values. Secret values are never read here, only whether they are secret. In
-    the program (``infra/__main__.py``)::
+    the program (``infra.entrypoint``)::
 
         import pulumi
         from pulumi.runtime import config as runtime_config
