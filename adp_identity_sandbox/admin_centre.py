@@ -97,6 +97,30 @@ class AdminCentre:
         )
         return row
 
+    def business_unit_id(self, name: str) -> str:
+        rows = self._ok(
+            self.session.get(
+                f"{self.url}{API}businessunits",
+                params={"$select": "businessunitid,name", "$filter": f"name eq '{name}'"},
+            )
+        )["value"]
+        if len(rows) != 1:
+            raise AdminCentreError(f"{len(rows)} business units named {name!r}; expected 1")
+        return str(rows[0]["businessunitid"])
+
+    def create_user(self, application_id: str, business_unit: str, roles: list[str]) -> str:
+        """Settings > Users + permissions > Application users > New app user: the app, a unit, some roles."""
+        unit = self.business_unit_id(business_unit)
+        response = self.session.post(
+            f"{self.url}{API}systemusers",
+            json={"applicationid": application_id, "businessunitid@odata.bind": f"/businessunits({unit})"},
+            headers={"Prefer": "return=representation"},
+        )
+        systemuser_id = str(self._ok(response)["systemuserid"])
+        for role in roles:
+            self.grant(systemuser_id, role)
+        return systemuser_id
+
     def role_names(self, systemuser_id: str) -> list[str]:
         return sorted(r["name"] for r in self.user(systemuser_id)["systemuserroles_association"])
 

@@ -460,7 +460,8 @@ class DataverseClient:
                 configured = os.environ.get("AZURE_TENANT_ID", "").strip().lower() if self._credential is None else ""
                 if configured and configured != expected:
                     raise WrongTenant(target, expected, configured) from None
-                raise credential_error(failed, self.environment_url) from None
+                purpose = f" to check that {target} belongs to tenant {expected}"
+                raise credential_error(failed, self.environment_url, purpose=purpose) from None
             self._verified_tenants.add(expected)
 
     # -- reads: the catalog and users on their own -------------------------------------------------------------

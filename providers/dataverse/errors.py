@@ -372,9 +372,11 @@ def error_for_status(
     return kind(message, status=status, method=method, url=url, code=code, environment=environment)
 
 
-def credential_error(failed: CredentialFailed, environment: str) -> Unauthorized:
-    """The typed error of a credential that gave no token: not configured, refused by Entra ID, or otherwise."""
-    message = f"could not get a token for {failed.scope}: {one_line(failed.detail, 300)}"
+def credential_error(failed: CredentialFailed, environment: str, *, purpose: str = "") -> Unauthorized:
+    """The typed error of a credential that gave no token: not configured, refused by Entra ID, or otherwise.
+
+    ``purpose`` says what the token was for when that is not the obvious ("to check that ... belongs to ...")."""
+    message = f"could not get a token for {failed.scope}{purpose}: {one_line(failed.detail, 300)}"
     if isinstance(failed, CredentialUnavailable):
         return CredentialNotConfigured(message, missing=failed.missing, environment=environment)
     if isinstance(failed, CredentialRefused):

@@ -113,15 +113,16 @@ def test_provider_operations_successes_and_failures_leak_nothing(emulator: Emula
             host.update(id_, outs, {**checked.inputs, "security_roles": ["Service Reader"]}, name="batch")
         except ProviderCallError as exc:
             scanner.scan("lost response error", str(exc))
-        emulator.faults.script("drop", count=20)
+        emulator.faults.script("drop", count=50)  # a delete reads the user on its own first: that read is dropped
         with pytest.raises(ProviderCallError) as dropped:
-            host.read(id_, outs, checked.inputs, name="batch")
+            host.delete(id_, outs, name="batch")
         scanner.scan("dropped connection error", str(dropped.value))
         emulator.faults.clear()
 
         # refused: an application the environment does not know as a user
+        no_principal = {**checked.inputs, "application_id": _client_id(emulator, "ADP-FFC-PayReports-snd1")}
         with pytest.raises(ProviderCallError) as refused:
-            host.create({**checked.inputs, "application_id": _client_id(emulator, "ADP-FFC-PayReports-snd1")})
+            host.create(no_principal, name="no-principal")
         scanner.scan("refused error", str(refused.value))
         host.delete(id_, outs, name="batch")
         scanner.scan("provider host stderr", host.stderr)
@@ -169,7 +170,13 @@ def test_commands_leak_nothing(
         ["plan", *base],
         ["audit", *base],
         ["audit", *base, "--format", "json"],
+        ["plan", *base, "--format", "markdown"],
+        ["audit", *base, "--format", "markdown"],
+        ["export", "--stacks", stacks, "--stack", "defradev", *urls, "--max-retry-wait", "0"],
+        ["graph", "--stacks", stacks, "--stack", "defradev", "--format", "svg"],
+        ["graph", "--stacks", stacks, "--stack", "defradev", "--live", "--identities", str(outputs), *urls],
         ["plan", *base[:-2], "--max-retry-wait", "0", "--identities", "/dev/null"],  # bad input
+        ["plan", *base[:-2], "--max-retry-wait", "0", "--identities", str(outputs) + ".missing"],  # bad input
     ]
     emulator.faults.script("throttle", count=3, retry_after=0)  # a throttled first read
     for args in runs:
@@ -178,3 +185,59 @@ def test_commands_leak_nothing(
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             scanner.scan(f"{args[0]} exception", repr(result.exception))
     emulator.faults.clear()
+
+
+def test_key_vault_provider_operations_leak_nothing(emulator: Emulator, scanner: LeakScanner) -> None:
+    from providers.keyvault.provider import TYPE_TOKEN as KV_TYPE
+    from providers.keyvault.provider import KeyVaultCertificateProvider
+
+    vault = emulator.info["key_vaults"][0]
+    tenant = (
+        next(t for t in emulator.info["tenants"] if t["name"] == vault["tenant"])
+        if "tenants" in emulator.info
+        else None
+    )
+    env = emulator.credential_env(vault["tenant"])
+    declared = {
+        "vault_url": vault["url"],
+        "certificate_name": "leak-scan-cert",
+        "subject": "CN=ADP-Leak-Scan",
+        "validity_months": 6,
+        "renew_before_days": 30,
+    }
+    if tenant is not None and "id" in tenant:
+        declared["tenant_id"] = tenant["id"]
+    with ProviderHost(KeyVaultCertificateProvider(), env=env, type_token=KV_TYPE) as host:
+        host.configure({})
+        bad = host.check({**declared, "certificate_name": "x/../../secrets/some-secret"})
+        scanner.scan("kv check failures", repr(bad.failures))
+        checked = host.check(declared)
+        id_, outs = host.create(checked.inputs, name="cert")
+        _scan_outputs(scanner, "kv create", outs)
+        _, live, inputs = host.read(id_, outs, checked.inputs, name="cert")
+        _scan_outputs(scanner, "kv read", live)
+        _scan_outputs(scanner, "kv read inputs", inputs)
+        emulator.faults.script("throttle", count=50, retry_after=0, service="keyvault")
+        with pytest.raises(ProviderCallError) as throttled:
+            host.create({**checked.inputs, "certificate_name": "leak-scan-other"}, name="other")
+        scanner.scan("kv throttled error", str(throttled.value))
+        emulator.faults.clear()
+        scanner.scan("kv provider host stderr", host.stderr)
+
+
+def test_the_demo_leaks_nothing(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from adp_identity_sandbox.demo import run_demo, summarise
+
+    out = io.StringIO()
+    console = Console(file=out, width=80, color_system=None)
+    found = LeakScanner()
+    summarise(console, run_demo(console, tmp_path / "demo"))
+    for secret_file in (tmp_path / "demo").rglob("*.federated-token"):
+        found.know([secret_file.read_text()])
+    found.scan("demo output", out.getvalue())
+    print(f"\nleak scans: {found.scans}, findings: {len(found.findings)}")
+    assert not found.findings, "\n".join(map(str, found.findings))

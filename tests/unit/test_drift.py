@@ -36,7 +36,7 @@ from adp_identity.drift import (
     targets,
 )
 from providers.dataverse.client import DataverseClient
-from providers.dataverse.errors import Forbidden, UnknownBusinessUnit, WriteRefused
+from providers.dataverse.errors import Forbidden, UnknownBusinessUnit, UnknownSecurityRole, WriteRefused
 from providers.dataverse.models import ActualUser, BusinessUnit, RoleCatalog, SecurityRole
 from providers.dataverse.reconcile import AdoptUser, CreateUser, DesiredUser, MoveBusinessUnit, plan
 
@@ -328,7 +328,10 @@ def test_a_user_as_declared_has_no_drift() -> None:
 
 def test_role_names_compare_as_dataverse_shows_them() -> None:
     held = actual()
-    assert not drift(target(["basic  user", "FFC PAYMENTS READER"], managed_id=held.systemuser_id), held).has_drift
+    assert not drift(target(["basic user", "FFC PAYMENTS READER"], managed_id=held.systemuser_id), held).has_drift
+    # one way to compare names everywhere (issue 10): a disguised spelling never resolves, here as in the provider
+    with pytest.raises(UnknownSecurityRole, match="two spaces in a row"):
+        drift(target(["basic  user", "FFC PAYMENTS READER"], managed_id=held.systemuser_id), held)
 
 
 def test_extra_and_missing_roles_are_named() -> None:

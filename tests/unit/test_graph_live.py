@@ -59,7 +59,8 @@ def test_the_live_graph_reads_only_and_draws_what_the_environments_hold(
     assert result.exit_code == 0, result.output
     requests = _dataverse_requests(emulator)
     assert requests and {method for method, _ in requests} == {"GET"}
-    assert len(requests) == len(ENVIRONMENTS)  # one listing per environment: nothing else is read
+    # per environment: one listing and the catalog (the business unit is named from it: ADR 8); nothing else
+    assert len(requests) == 3 * len(ENVIRONMENTS)
     text = result.stdout
     assert text.startswith("flowchart LR\n  %% adp-identity: stack defradev, as the environments hold it\n")
     assert '  subgraph unmanaged["Unmanaged application users"]' in text
