@@ -107,7 +107,9 @@ def test_export_round_trip_on_the_default_seed(sandbox: Sandbox) -> None:
         "export: 5 application users read in 2 environments; 1 exported into 1 service file (1 merged, 0 new, "
         "0 unchanged); 4 not mapped; 1 file written"
     )
-    assert sandbox.dataverse_requests() == Counter({("GET", "systemusers"): 2, ("GET", "businessunits"): 2, ("GET", "roles"): 2})  # one page per environment
+    assert sandbox.dataverse_requests() == Counter(
+        {("GET", "systemusers"): 2, ("GET", "businessunits"): 2, ("GET", "roles"): 2}
+    )  # one page per environment
     after = sandbox.files()
     assert {k for k in after if after[k] != before.get(k)} == {"defradev/ffc-pay-web.yaml"}
 
@@ -172,7 +174,9 @@ def test_export_without_write_prints_the_files_and_changes_nothing(sandbox: Sand
     assert lines[-1].startswith("export: 3 application users read in 1 environment; ")
     assert lines[-1].endswith("; nothing was written (add --write)")
     assert sandbox.files() == before
-    assert sandbox.dataverse_requests() == Counter({("GET", "systemusers"): 1, ("GET", "businessunits"): 1, ("GET", "roles"): 1})
+    assert sandbox.dataverse_requests() == Counter(
+        {("GET", "systemusers"): 1, ("GET", "businessunits"): 1, ("GET", "roles"): 1}
+    )
 
 
 def test_an_unknown_environment_is_one_line(sandbox: Sandbox) -> None:
