@@ -137,6 +137,22 @@ def _declared(demo: Demo, app: str, roles: list[str], business_unit: str | None)
     return props
 
 
+@contextmanager
+def _acting_as(env: dict[str, str]) -> Iterator[None]:
+    """This process acts as the deploying pipeline, exactly as pasting the emulator's `export` lines would make it;
+    the variables it had before are put back afterwards (the demo also runs inside tests)."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def run_demo(console: Console, state_dir: Path) -> list[StepRecord]:
     steps = greenfield(console, state_dir / "greenfield")
     steps += brownfield(console, state_dir / "brownfield", first=len(steps) + 1)
@@ -146,9 +162,10 @@ def run_demo(console: Console, state_dir: Path) -> list[StepRecord]:
 def greenfield(console: Console, state_dir: Path) -> list[StepRecord]:
     from providers.dataverse.provider import TYPE_TOKEN, ApplicationUserProvider
 
-    with Emulator(load_seed(DEFAULT_SEED), state_dir=state_dir) as emulator:
-        env = emulator.credential_env(TENANT)
-        os.environ.update(env)  # this process acts as the deploying pipeline, exactly as `export` would make it
+    with (
+        Emulator(load_seed(DEFAULT_SEED), state_dir=state_dir) as emulator,
+        _acting_as(env := emulator.credential_env(TENANT)),
+    ):
         demo = Demo(emulator, console)
         console.print("[bold]Chapter 1: access declared in code, enforced and kept[/bold]")
         console.print(f"Emulator: Entra ID at {emulator.authority_host}; Dataverse {ENVIRONMENT} at {demo.url}")
@@ -231,9 +248,10 @@ def brownfield(console: Console, state_dir: Path, *, first: int) -> list[StepRec
     if not (STACKS / "Pulumi.defradev.yaml").is_file():
         console.print(f"  (skipped: chapter 2 reads the checkout's stacks/ tree, not found at {STACKS})")
         return []
-    with Emulator(load_seed(DEFAULT_SEED), state_dir=state_dir) as emulator:
-        env = emulator.credential_env(TENANT)
-        os.environ.update(env)
+    with (
+        Emulator(load_seed(DEFAULT_SEED), state_dir=state_dir) as emulator,
+        _acting_as(env := emulator.credential_env(TENANT)),
+    ):
         demo = Demo(emulator, console, BROWNFIELD)
         demo.steps = [StepRecord("") for _ in range(first - 1)]  # keep the numbering of chapter 1
         work = Path(tempfile.mkdtemp(prefix="stacks-", dir=state_dir))

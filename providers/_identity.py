@@ -12,7 +12,8 @@ The cache key is (identity, scope), from ``token_key``:
 * a credential handed in by the caller is its own identity (the key holds the object, so its id is never
   reused while the entry lives);
 * the ``DefaultAzureCredential`` built here is identified by the variables that choose who it signs in as:
-  ``AZURE_TENANT_ID``, ``AZURE_CLIENT_ID``, ``AZURE_AUTHORITY_HOST`` and ``AZURE_TOKEN_CREDENTIALS``. Two
+  ``AZURE_TENANT_ID``, ``AZURE_CLIENT_ID``, ``AZURE_AUTHORITY_HOST``, ``AZURE_TOKEN_CREDENTIALS`` and
+  ``AZURE_FEDERATED_TOKEN_FILE`` (another file is another assertion, e.g. a new sandbox on a reused port). Two
   clients under the same variables therefore share one token; a test (or a process) that switches variables
   gets a fresh credential and token rather than someone else's.
 
@@ -61,7 +62,13 @@ MICROSOFT_AUTHORITY_HOSTS = frozenset(
         "login.microsoftonline.de",
     }
 )
-_IDENTITY_VARIABLES = ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_AUTHORITY_HOST", "AZURE_TOKEN_CREDENTIALS")
+_IDENTITY_VARIABLES = (
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_TOKEN_CREDENTIALS",
+    "AZURE_FEDERATED_TOKEN_FILE",  # another file is another assertion issuer (two sandboxes on one port, say)
+)
 
 
 class AccessTokenLike(Protocol):

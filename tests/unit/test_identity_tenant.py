@@ -80,3 +80,14 @@ def test_no_tenant_declared_checks_nothing() -> None:
     credential = _Credential("opaque")
     check_tenant(credential, "https://vault.azure.net/.default", None, "vault")
     assert credential.calls == 0
+
+
+def test_another_federated_token_file_is_another_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sandboxes can reuse one port: the same authority and client with another token file must not share the
+    first credential (its file holds an assertion the second issuer never signed)."""
+    from providers._identity import environment_identity
+
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", "/run/one/token")
+    first = environment_identity()
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", "/run/two/token")
+    assert environment_identity() != first
