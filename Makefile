@@ -67,10 +67,16 @@ bench: install
 bench-fleet: install
 	$(BIN)/python -m bench fleet --write-docs
 
-# Re-pin after changing pyproject.toml: versions already in requirements.lock are kept where they still fit.
+# The single re-pin entry: run it after changing pyproject.toml, and commit both files it writes.
+#   uv.lock           the lock Pulumi's uv toolchain reads (Pulumi.yaml `toolchain: uv`; CI sets UV_FROZEN=1, so
+#                     it must exist and be current: docs/adr/0009-uv-lock-for-the-pulumi-toolchain.md)
+#   requirements.lock the same pins rendered with hashes for `uv pip sync --require-hashes` (make install)
+# Versions already in uv.lock are kept where they still fit; `make lock LOCK_ARGS=--upgrade` moves everything on.
+# tests/unit/test_pulumi_toolchain.py fails when the two disagree or uv.lock no longer matches pyproject.toml.
+LOCK_ARGS ?=
 lock: $(UV)
-	$(UV) pip compile --quiet --universal --python-version 3.11 --generate-hashes --group dev \
-		pyproject.toml -o requirements.lock
+	$(UV) lock --quiet $(LOCK_ARGS)
+	$(UV) export --quiet --frozen --format requirements-txt --no-emit-project --group dev -o requirements.lock
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "validate": "Check the stacks/ tree offline: every service file and stack setting.",
     "plan": "Show what reconciling the declared Dataverse access would change (no writes).",
     "audit": "Compare live Dataverse application users and roles with the declared state.",
+    "export": "Print (or write) the service files that declare what Dataverse holds today (no Dataverse writes).",
     "schema": "Print (or check) the JSON Schema of service files.",
     "import-ids": "Print the ARM ids a service moving from the platform to adp-identity is imported with.",
     "graph": "Draw who can reach what: services, identities, environments and roles (Mermaid, SVG or DOT).",

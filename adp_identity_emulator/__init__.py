@@ -62,6 +62,8 @@ FEDERATED_ISSUER = "github-actions"
 _REMINT_INTERVAL = 3600.0  # federated tokens live 24 h; re-mint hourly so a long-running emulator never serves stale
 _KIND_ORDER = ("federated", "secret", "certificate")
 _CREDENTIAL_KEY = {"federated": "federated_token_file", "secret": "secret", "certificate": "certificate_path"}
+# The Key Vault client sends its vault token to *.vault.azure.net only, or to the loopback origins listed here.
+LOOPBACK_VAULTS_ENV = "ADP_IDENTITY_LOOPBACK_VAULTS"
 
 
 def _safe(name: str) -> str:
@@ -426,6 +428,7 @@ class Emulator:
             "AZURE_TOKEN_CREDENTIALS": "WorkloadIdentityCredential",
             "REQUESTS_CA_BUNDLE": ca_bundle,
             "SSL_CERT_FILE": ca_bundle,
+            LOOPBACK_VAULTS_ENV: " ".join(k["url"] for k in self.info["key_vaults"]),
         }
 
     def service_protection(self, env_name: str) -> ServiceProtection:

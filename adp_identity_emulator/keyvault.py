@@ -21,7 +21,16 @@ Vault's ``WWW-Authenticate`` challenge), then Azure RBAC from the seed's role as
 Policy assignments do (``max_validity_months``) are refused with ``403`` ``ForbiddenByPolicy``.
 
 Test knobs live on :class:`KeyVaultState`: ``clock`` (the vault's notion of now), ``polls_before_completion``,
-``retry_after_seconds``, ``max_validity_months``; ``assign_role``/``remove_role`` change RBAC at run time.
+``retry_after_seconds``, ``max_validity_months``; ``assign_role``/``remove_role`` change RBAC at run time;
+``misbehave`` makes the vault answer as a broken or hostile one would (after authentication, so the client's
+challenge flow runs first): any status/headers/body (429 with ``Retry-After: 0``, a negative one or a date in
+the past, 5xx, a 307 to elsewhere, a malformed 200), a gzip bomb, or a ``nextLink`` that never ends.
+
+The challenge is the one the Azure SDK's ``ChallengeAuthPolicy`` reads (azure-keyvault-certificates,
+``_shared/challenge_auth_policy.py`` and ``http_challenge.py``): its first request carries no token and no
+body, and gets ``401`` with ``WWW-Authenticate: Bearer authorization="<authority>/<tenant>",
+resource="https://vault.azure.net"``; the SDK takes the tenant from the authorization URL's path and asks for a
+token of ``<resource>/.default``.
 """
 
 from __future__ import annotations
@@ -30,14 +39,17 @@ import base64
 import binascii
 import calendar
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
+import struct
 import threading
 import uuid
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote, unquote
 
 from cryptography import x509
@@ -377,6 +389,54 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+MisbehaviourKind = Literal["answer", "gzip_bomb", "endless_next_link"]
+
+
+@dataclass
+class Misbehaviour:
+    """An answer the vault gives instead of its own, to matching requests (``remaining`` None: every one)."""
+
+    kind: MisbehaviourKind
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    inflated_size: int = 1 << 30  # gzip_bomb: what the body inflates to
+    next_origin: str | None = None  # endless_next_link: where the nextLink points (default: this vault)
+    repeat: bool = False  # endless_next_link: the same link every time (else ever onward)
+    method: str | None = None
+    path_contains: str | None = None
+    remaining: int | None = None
+    served: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return (
+            (self.remaining is None or self.remaining > 0)
+            and (self.method is None or self.method == method.upper())
+            and (self.path_contains is None or self.path_contains in path)
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def gzip_of_zeros(size: int) -> bytes:
+    """A gzip member inflating to ``size`` zero bytes (a multiple of 1 MiB), built in about a second.
+
+    Each 1 MiB of zeros deflates, after a full flush, to the same bytes, so the member is that segment repeated;
+    a 1 GiB bomb is about 1 MB on the wire.
+    """
+    chunk = 1 << 20
+    if size <= 0 or size % chunk:
+        raise ValueError("size must be a positive multiple of 1 MiB")
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    zeros = bytes(chunk)
+    segment = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    tail = deflate.flush(zlib.Z_FINISH)
+    crc = 0
+    for _ in range(size // chunk):
+        crc = zlib.crc32(zeros, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    return header + segment * (size // chunk) + tail + struct.pack("<II", crc, size & 0xFFFFFFFF)
+
+
 class KeyVaultState:
     """Everything one emulated vault holds, guarded by one lock (the TLS server serves requests on threads)."""
 
@@ -391,6 +451,7 @@ class KeyVaultState:
         self.polls_before_completion = 0  # GET .../pending answers inProgress this many times, then completes
         self.retry_after_seconds = 1  # Retry-After on the 202 and on in-progress polls (Key Vault sends 10)
         self.max_validity_months = 12  # ADP's Azure Policy on vaults: certificates valid at most 12 months
+        self.misbehaviours: list[Misbehaviour] = []
 
     @classmethod
     def from_seed(cls, kv: KeyVaultSeed, tenant: TenantSeed) -> KeyVaultState:
@@ -429,6 +490,63 @@ class KeyVaultState:
 
     def allows(self, client_id: str, action: str) -> bool:
         return any(action in ROLE_ACTIONS[role] for role in self.roles_of(client_id))
+
+    # -- misbehaviour (test knob) -----------------------------------------------------------------------------
+    def misbehave(
+        self,
+        kind: MisbehaviourKind = "answer",
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | str = b"",
+        inflated_size: int = 1 << 30,
+        next_origin: str | None = None,
+        repeat: bool = False,
+        method: str | None = None,
+        path_contains: str | None = None,
+        count: int | None = None,
+    ) -> Misbehaviour:
+        """Answer matching requests (after authentication) as a broken or hostile vault would; see the docstring.
+
+        ``count`` None means every matching request, for ever (until :meth:`behave`).
+        """
+        if kind not in ("answer", "gzip_bomb", "endless_next_link"):
+            raise ValueError(f"unknown misbehaviour {kind!r}; allowed: answer, gzip_bomb, endless_next_link")
+        if count is not None and count < 1:
+            raise ValueError("count must be at least 1 (or None: for ever)")
+        if kind == "gzip_bomb":
+            gzip_of_zeros(inflated_size)  # validates, and builds it once before the first request
+        raw = body.encode("utf-8") if isinstance(body, str) else body
+        misbehaviour = Misbehaviour(
+            kind,
+            status,
+            dict(headers or {}),
+            raw,
+            inflated_size,
+            next_origin.rstrip("/") if next_origin else None,
+            repeat,
+            method.upper() if method else None,
+            path_contains,
+            count,
+        )
+        with self.lock:
+            self.misbehaviours.append(misbehaviour)
+        return misbehaviour
+
+    def behave(self) -> None:
+        """Forget every misbehaviour."""
+        with self.lock:
+            self.misbehaviours.clear()
+
+    def next_misbehaviour(self, method: str, path: str) -> tuple[Misbehaviour, int] | None:
+        with self.lock:
+            for misbehaviour in self.misbehaviours:
+                if misbehaviour.matches(method, path):
+                    if misbehaviour.remaining is not None:
+                        misbehaviour.remaining -= 1
+                    misbehaviour.served += 1
+                    return misbehaviour, misbehaviour.served
+        return None
 
     # -- objects --------------------------------------------------------------------------------------------
     def certificate(self, name: str) -> StoredCertificate | None:
@@ -516,11 +634,26 @@ class KeyVaultService:
     def handle(self, req: EmuRequest) -> EmuResponse:
         try:
             caller = self._authenticate(req)
+            scripted = self.state.next_misbehaviour(req.method, req.path)
+            if scripted is not None:
+                return self._misbehave(req, *scripted)
             query = parse_qs(req.query, keep_blank_values=True)
             self._check_api_version(query)
             return self._route(req, query, caller)
         except VaultError as err:
             return err.response()
+
+    def _misbehave(self, req: EmuRequest, misbehaviour: Misbehaviour, served: int) -> EmuResponse:
+        if misbehaviour.kind == "gzip_bomb":
+            headers = {"Content-Type": "application/json; charset=utf-8", "Content-Encoding": "gzip"}
+            return EmuResponse(200, {**headers, **misbehaviour.headers}, gzip_of_zeros(misbehaviour.inflated_size))
+        if misbehaviour.kind == "endless_next_link":
+            origin = misbehaviour.next_origin or self.origin
+            page = 1 if misbehaviour.repeat else served
+            token = base64.urlsafe_b64encode(json.dumps({"offset": page * MAX_PAGE}).encode()).decode("ascii")
+            link = f"{origin}{req.path}?api-version={API_VERSIONS[-1]}&$skiptoken={quote(token)}&maxresults={MAX_PAGE}"
+            return _json(200, {"value": [], "nextLink": link}, misbehaviour.headers)
+        return EmuResponse(misbehaviour.status, dict(misbehaviour.headers), misbehaviour.body)
 
     # -- authentication and authorization -----------------------------------------------------------------
     def _challenge(self, message: str) -> VaultError:

@@ -21,7 +21,7 @@ from infra.project import Project, ProjectNotFound, find_project
 
 
 def main() -> None:
-    """Run as ``infra/__main__.py`` by ``pulumi preview`` / ``pulumi up`` (and by the tests under mocks)."""
+    """Run by ``__main__.py`` (Pulumi.yaml: the project root) for ``pulumi preview`` / ``pulumi up`` and under mocks."""
     try:
         project = find_project(pulumi.get_root_directory())
     except ProjectNotFound as exc:

@@ -18,6 +18,8 @@ from types import FrameType
 
 import click
 
+from adp_identity.desired import DesiredState, DesiredStateErrors, load_tree
+from adp_identity.drift.sandbox import parse_emulator_description, write_stack_outputs
 from adp_identity_emulator import DEFAULT_SEED, Emulator, SeedError, UnsafeStateDir, load_seed
 
 
@@ -46,9 +48,33 @@ from adp_identity_emulator import DEFAULT_SEED, Emulator, SeedError, UnsafeState
     default=None,
     help="Whose deploying identity the export lines set (default: the seed's first tenant, DefraDev).",
 )
+@click.option(
+    "--outputs-file",
+    "outputs_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Write DIR/<stack>.json for each stack of --stacks: the stack outputs (`pulumi stack output --json`) "
+    "its services would have against this emulator, for plan, audit and export --identities.",
+)
+@click.option(
+    "--stacks",
+    "stacks_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("stacks"),
+    show_default=True,
+    help="The stacks directory --outputs-file reads.",
+)
 @click.pass_context
 def command(
-    ctx: click.Context, seed_path: Path | None, json_file: Path | None, state_dir: Path | None, tenant: str | None
+    ctx: click.Context,
+    *,
+    seed_path: Path | None,
+    json_file: Path | None,
+    state_dir: Path | None,
+    tenant: str | None,
+    outputs_dir: Path | None,
+    stacks_dir: Path,
 ) -> None:
     """Run the emulator on 127.0.0.1 until Ctrl-C / SIGTERM."""
     try:
@@ -56,6 +82,7 @@ def command(
     except SeedError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(2)
+    stacks = _load_stacks(ctx, stacks_dir) if outputs_dir is not None else {}
     names = [t.name for t in seed.tenants]
     if tenant is not None and tenant not in names:
         click.echo(f"error: --tenant: no tenant named {tenant!r} in the seed; allowed: {', '.join(names)}", err=True)
@@ -72,6 +99,8 @@ def command(
             emulator.start()
             if json_file is not None:
                 emulator.write_info(json_file)
+            if outputs_dir is not None:
+                _write_outputs(outputs_dir, stacks, emulator)
         except UnsafeStateDir as exc:
             click.echo(f"error: --state-dir {exc.path}: {exc.reason}", err=True)
             ctx.exit(2)
@@ -91,6 +120,24 @@ def command(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     click.echo("emulator stopped", err=True)
+
+
+def _load_stacks(ctx: click.Context, stacks_dir: Path) -> dict[str, DesiredState]:
+    """The stacks --outputs-file is for, checked as `validate` checks them; errors are one line each, exit 2."""
+    try:
+        return load_tree(stacks_dir)
+    except DesiredStateErrors as exc:
+        for error in exc.errors:
+            click.echo(f"error: --outputs-file: {error}", err=True)
+        ctx.exit(2)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _write_outputs(directory: Path, stacks: dict[str, DesiredState], emulator: Emulator) -> None:
+    description = parse_emulator_description(emulator.info, "the emulator")
+    for path, services, left_out in write_stack_outputs(directory, stacks, description):
+        note = f"; no identity in the seed for {', '.join(left_out)}" if left_out else ""
+        click.echo(f"stack outputs: {path} ({services} services{note})", err=True)
 
 
 # What a script needs against the sandbox besides these variables (issue 11): MSAL does instance discovery against

@@ -24,9 +24,8 @@ from pathlib import Path
 import click
 
 from adp_identity.commands._options import fail, one_stack
-from adp_identity.commands.plan import _read_identities
 from adp_identity.desired import DesiredState, DesiredStateErrors, load_tree
-from adp_identity.drift import ServiceIdentity, environment_overrides, parse_identities
+from adp_identity.drift import ServiceIdentity, environment_overrides, read_identities
 from adp_identity.graph import dot as dot_format
 from adp_identity.graph import mermaid, svg
 from adp_identity.graph.model import Graph, LiveEnvironment, from_desired, from_live
@@ -128,8 +127,7 @@ def command(
         state = load_tree(stacks_dir, stack)[stack]
         identities: dict[str, ServiceIdentity] | None = None
         if identities_file:
-            source = "(stdin)" if identities_file == "-" else identities_file
-            identities = parse_identities(_read_identities(identities_file, source), source)
+            identities = read_identities(identities_file)  # bounded, as plan's (adp_identity.drift.identities)
         urls = environment_overrides(environment_urls, state)
     except DesiredStateErrors as exc:
         fail(ctx, [str(error) for error in exc.errors])

@@ -11,10 +11,13 @@ Public face (no Pulumi import anywhere in this package)::
     state.federated_credentials("ffc-pay-batch")  # names, issuers, subjects
 
 Every problem is a one-line `DesiredStateError`; a load raises `DesiredStateErrors` carrying all of them.
+`check_tree` returns them all instead (errors, warnings, findings waived by a reviewed exception), which is what
+`adp-identity validate` prints; `policy_context` gives the CrossGuard policy pack the same stack, as its rules see it.
 """
 
 from adp_identity.desired.errors import DesiredStateError, DesiredStateErrors
-from adp_identity.desired.loader import desired_state_from_pulumi_config, load_stack, load_tree
+from adp_identity.desired.loader import TreeReport, check_tree, desired_state_from_pulumi_config, load_stack, load_tree
+from adp_identity.desired.policy import PolicyContext, policy_context, stack_context
 from adp_identity.desired.schema import (
     AppRegistrationSpec,
     CertificatePolicy,
@@ -41,11 +44,16 @@ __all__ = [
     "Federation",
     "KeyVaultSettings",
     "NamingSettings",
+    "PolicyContext",
     "PolicySettings",
     "ServiceSpec",
     "TenantSettings",
+    "TreeReport",
     "WorkloadIdentitySpec",
+    "check_tree",
     "desired_state_from_pulumi_config",
     "load_stack",
     "load_tree",
+    "policy_context",
+    "stack_context",
 ]

@@ -9,7 +9,6 @@ error whose context carries ``problem`` and ``allowed``; the loader turns it int
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -18,17 +17,41 @@ from pydantic import AfterValidator, Strict, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from adp_identity.desired.errors import show
+from adp_identity.rules.catalog import shown
+from providers.dataverse.models import disguised_name
 
 ERROR_TYPE = "adp_invalid"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-def invalid(problem: str, allowed: str, *, key: str | None = None) -> PydanticCustomError:
-    """A validation error the loader renders as ``<problem>; allowed: <allowed>`` (under `key` if given)."""
+def invalid(problem: str, allowed: str, *, key: str | None = None, rule: str | None = None) -> PydanticCustomError:
+    """A validation error the loader renders as ``<problem>; allowed: <allowed>`` (under `key` if given).
+
+    `rule` names the platform rule (adp_identity.rules) the refusal enforces; such a refusal is an attempt the
+    program could not build at all (a wildcard subject), so no exception can waive it.
+    """
     context: dict[str, Any] = {"problem": problem, "allowed": allowed}
     if key is not None:
         context["key"] = key
+    if rule is not None:
+        context["rule"] = rule
     return PydanticCustomError(ERROR_TYPE, "{problem}", context)
+
+
+_WILDCARD_WHY = {
+    "federated-credential-subject": "a federated credential trusts exactly one system:serviceaccount:<namespace>:"
+    "<service account>",
+    "role-assignment-one-secret": "access is granted to one secret at a time, never to the whole Key Vault",
+}
+
+
+def _suggestion(value: str, pattern: str, max_length: int) -> str | None:
+    """The lower-kebab spelling of `value` when that would be valid (``AHWR_Claims`` -> ``ahwr-claims``)."""
+    candidate = re.sub(r"[\s_.]+", "-", value.strip().lower()).strip("-")
+    candidate = re.sub(r"-{2,}", "-", candidate)
+    if candidate and candidate != value and len(candidate) <= max_length and re.fullmatch(pattern, candidate):
+        return candidate
+    return None
 
 
 @dataclass(frozen=True)
@@ -41,10 +64,20 @@ class TextRule:
     max_length: int
     min_length: int = 1
     lower: bool = False  # normalise to lower case after checking (GUIDs)
+    suggest: bool = False  # offer the lower-kebab spelling when that is valid
+    wildcard_rule: str | None = None  # the platform rule a wildcard here would break
 
     def __call__(self, value: str) -> str:
+        if self.wildcard_rule is not None and ("*" in value or "?" in value):
+            raise invalid(
+                f"{show(value)} holds a wildcard: {_WILDCARD_WHY[self.wildcard_rule]}",
+                f"{self.allowed}; one exact name per entry (list several entries instead of a wildcard)",
+                rule=self.wildcard_rule,
+            )
         if len(value) > self.max_length + 256 or not re.fullmatch(self.pattern, value):
-            raise invalid(f"{show(value)} is not {self.what}", self.allowed)
+            hint = _suggestion(value, self.pattern, self.max_length) if self.suggest else None
+            did_you_mean = f"; did you mean '{hint}'?" if hint else ""
+            raise invalid(f"{show(value)} is not {self.what}{did_you_mean}", self.allowed)
         if len(value) < self.min_length:
             raise invalid(f"{show(value)} is shorter than {self.min_length} characters", self.allowed)
         if len(value) > self.max_length:
@@ -60,24 +93,38 @@ class TextRule:
         }
 
 
+# What a name character may not be, for editors (ECMA 262): whitespace (\s includes the no-break space), C0/C1
+# controls and the invisible format characters; the loader's own check is `disguised_name`.
+_NOT_NAME_CHAR = r"[^\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
+
+
 @dataclass(frozen=True)
 class FreeTextRule:
-    """Display text (role and business unit names): printable, no surrounding spaces, bounded length."""
+    """Display names (roles, business units): words separated by single spaces, nothing invisible, bounded.
+
+    Names are compared one way everywhere (``providers.dataverse.models.name_key``), so a name that could disguise
+    another (``System\u00a0Administrator``, ``System  Customizer``, a tab, a zero-width space) is refused here,
+    before a policy could compare one spelling while Dataverse resolves the other (issue 10).
+    """
 
     what: str
     max_length: int
 
     @property
     def allowed(self) -> str:
-        return f"{self.what}: 1..{self.max_length} printable characters, no leading or trailing spaces"
+        return (
+            f"{self.what}: 1..{self.max_length} characters, words separated by single spaces; no tab, no-break"
+            " space or invisible character"
+        )
 
     def __call__(self, value: str) -> str:
         if not value or len(value) > self.max_length:
-            raise invalid(f"{show(value)} has {len(value)} characters", self.allowed)
+            raise invalid(f"{shown(value)} has {len(value)} characters", self.allowed)
         if value != value.strip():
-            raise invalid(f"{show(value)} has leading or trailing spaces", self.allowed)
-        if any(unicodedata.category(ch).startswith("C") for ch in value):
-            raise invalid(f"{show(value)} contains a control character", self.allowed)
+            raise invalid(f"{shown(value)} has leading or trailing spaces", self.allowed)
+        reason = disguised_name(value)
+        if reason is not None:
+            raise invalid(f"{shown(value)} {reason}", self.allowed)
         return value
 
     def json_schema(self) -> dict[str, Any]:
@@ -85,7 +132,7 @@ class FreeTextRule:
             "type": "string",
             "minLength": 1,
             "maxLength": self.max_length,
-            "pattern": r"^\S(?:.*\S)?$",
+            "pattern": f"^{_NOT_NAME_CHAR}+(?: {_NOT_NAME_CHAR}+)*$",
         }
 
 
@@ -143,6 +190,15 @@ KEBAB_NAME = TextRule(
     r"[a-z][a-z0-9]*(-[a-z0-9]+)*",
     "lower-kebab: a-z, 0-9 and single hyphens, starting with a letter, at most 63 characters (e.g. ffc-pay-batch)",
     63,
+    suggest=True,
+)
+SECRET_NAME = TextRule(
+    KEBAB_NAME.what,
+    KEBAB_NAME.pattern,
+    KEBAB_NAME.allowed,
+    KEBAB_NAME.max_length,
+    suggest=True,
+    wildcard_rule="role-assignment-one-secret",
 )
 ENVIRONMENT_NAME = TextRule(
     "an environment short name",
@@ -156,6 +212,8 @@ NAMESPACE = TextRule(
     _LABEL,
     "a DNS-1123 label: a-z, 0-9 and '-', starting and ending with a letter or digit, at most 63 characters",
     63,
+    suggest=True,
+    wildcard_rule="federated-credential-subject",
 )
 SERVICE_ACCOUNT = TextRule(
     "a Kubernetes service account name (DNS-1123 subdomain)",
@@ -163,6 +221,8 @@ SERVICE_ACCOUNT = TextRule(
     "a DNS-1123 subdomain: dot-separated labels of a-z, 0-9 and '-', each starting and ending with a letter"
     " or digit, at most 253 characters",
     253,
+    suggest=True,
+    wildcard_rule="federated-credential-subject",
 )
 AKS_CLUSTER_NAME = TextRule(
     "an AKS cluster name",
@@ -230,6 +290,7 @@ KEY_VAULT_URI = UrlRule(
 
 Guid = Annotated[str, Strict(), AfterValidator(GUID), WithJsonSchema(GUID.json_schema())]
 KebabName = Annotated[str, Strict(), AfterValidator(KEBAB_NAME), WithJsonSchema(KEBAB_NAME.json_schema())]
+SecretName = Annotated[str, Strict(), AfterValidator(SECRET_NAME), WithJsonSchema(SECRET_NAME.json_schema())]
 EnvironmentName = Annotated[
     str, Strict(), AfterValidator(ENVIRONMENT_NAME), WithJsonSchema(ENVIRONMENT_NAME.json_schema())
 ]

@@ -47,22 +47,26 @@ from adp_identity.desired.constraints import (
     ResourceGroupName,
     ResourceNamePrefix,
     RoleName,
+    SecretName,
     ServiceAccountName,
     TagName,
     TagValue,
     TwoDigits,
     invalid,
 )
+from adp_identity.rules.catalog import MAX_CERTIFICATE_MONTHS, PRIVILEGED_ROLES, certificate_problems
 
 TenantName = Literal["Defra", "DefraDev"]
 Principal = Literal["managed_identity", "app_registration"]
-IdentityOwner = Literal["platform", "adp-identity"]
+# Who creates and owns a service's managed identity, its federated credentials and its Key Vault secret grants:
+# this project, or ADP's platform (the Azure Service Operator helm library), in which case the program looks the
+# identity up instead (issue 7).
+WorkloadIdentityOwner = Literal["platform", "adp-identity"]
+DEFAULT_WORKLOAD_IDENTITY_OWNER: WorkloadIdentityOwner = "adp-identity"
 
 DEFAULT_TAGS: dict[str, str] = {"ManagedBy": "adp-identity", "Restriction": "AUTOMATED CHANGES ONLY"}
-DEFAULT_FORBIDDEN_ROLES_IN_PRODUCTION: tuple[str, ...] = ("System Administrator", "System Customizer")
-# Key Vault: a lifetime action's daysBeforeExpiry must lie in 1..validity_in_months x 27
-# (Microsoft Learn, Key Vault certificates LifetimeAction).
-KEY_VAULT_DAYS_PER_MONTH = 27
+# The rules own the list (adp_identity.rules): one place for validate and the policy pack.
+DEFAULT_FORBIDDEN_ROLES_IN_PRODUCTION: tuple[str, ...] = PRIVILEGED_ROLES
 # Mappings keyed by constrained names: keys not matching the key pattern are refused by the JSON Schema too.
 _CLOSED_MAPPING: dict[str, JsonValue] = {"additionalProperties": False}
 
@@ -166,6 +170,12 @@ class TenantSettings(_Model):
         json_schema_extra=_CLOSED_MAPPING,
     )
     policy: PolicySettings = Field(default=PolicySettings(), description="Platform policy.")
+    workload_identity_owner: WorkloadIdentityOwner = Field(
+        default=DEFAULT_WORKLOAD_IDENTITY_OWNER,
+        description="Default owner of every service's managed identity, federated credentials and Key Vault secret "
+        "grants: adp-identity (this project creates them) or platform (ADP's Azure Service Operator helm library "
+        "does; the program looks the identity up). A service may set its own workload_identity.owner.",
+    )
 
     @field_validator("tags", mode="after")
     @classmethod
@@ -186,9 +196,32 @@ class Federation(_Model):
     )
 
 
-class WorkloadIdentitySpec(_Model):
-    """The service's user-assigned managed identity and who may federate to it."""
+def _no_default_in_schema(schema: dict[str, JsonValue]) -> None:
+    """The effective default is the stack's (workload_identity_owner), so the JSON Schema shows none."""
+    schema.pop("default", None)
 
+
+def _default_without_owner(schema: dict[str, JsonValue]) -> None:
+    default = schema.get("default")
+    if isinstance(default, dict):
+        default.pop("owner", None)
+
+
+class WorkloadIdentitySpec(_Model):
+    """The service's user-assigned managed identity: who owns it and who may federate to it."""
+
+    # `owner` as loaded (load_tree, desired_state_from_pulumi_config) is the EFFECTIVE owner: the service's own when
+    # the file sets it, else the stack's workload_identity_owner. The Pulumi program reads exactly
+    # service.workload_identity.owner; it may add the ids to import here too (issue 7).
+
+    owner: WorkloadIdentityOwner = Field(
+        default=DEFAULT_WORKLOAD_IDENTITY_OWNER,
+        description="Who owns the managed identity, its federated credentials and its Key Vault secret grants: "
+        "adp-identity (this project creates them) or platform (ADP's helm library does; the program looks the "
+        "identity up and registers none of them). Omitted: the stack's workload_identity_owner (adp-identity "
+        "unless the stack says otherwise).",
+        json_schema_extra=_no_default_in_schema,
+    )
     federations: tuple[Federation, ...] = Field(
         default=(), description="Service accounts federated to the identity, in order (names -fic-0, -fic-1, ...)."
     )
@@ -196,12 +229,6 @@ class WorkloadIdentitySpec(_Model):
         default=True,
         description="Also federate app-config-service/az-appconfig-k8s-provider (ADP's App Configuration "
         "provider) on every cluster.",
-    )
-    owner: IdentityOwner = Field(
-        default="adp-identity",
-        description="Who creates the managed identity, its federated credentials and its Key Vault secret grants: "
-        "adp-identity (this stack), or platform (ADP's Helm library through Azure Service Operator; the stack "
-        "looks the identity up and registers none of them). docs/operations.md, 'Moving a service between owners'.",
     )
     release: StrictBool = Field(
         default=False,
@@ -211,10 +238,11 @@ class WorkloadIdentitySpec(_Model):
 
     @model_validator(mode="after")
     def _release_hands_over_to_the_platform(self) -> WorkloadIdentitySpec:
+        # judged on the file's own words: a release is a reviewed hand-over, so it writes owner: platform itself
         if self.release and self.owner != "platform":
             raise invalid(
                 "release: true hands the identity over to the platform, but owner is adp-identity",
-                "release: true only with owner: platform",
+                "release: true only with owner: platform written in the same file",
                 key="release",
             )
         return self
@@ -230,23 +258,24 @@ class WorkloadIdentitySpec(_Model):
 class CertificatePolicy(_Model):
     """The app registration's certificate, generated and rotated inside Key Vault (docs/adr/0005)."""
 
-    validity_months: Annotated[StrictInt, Field(ge=1, le=12)] = Field(
-        default=12, description="Certificate validity in months, 1..12."
+    validity_months: StrictInt = Field(
+        default=12,
+        description=f"Certificate validity in months, 1..{MAX_CERTIFICATE_MONTHS}.",
+        json_schema_extra={"minimum": 1, "maximum": MAX_CERTIFICATE_MONTHS},
     )
-    renew_before_days: Annotated[StrictInt, Field(ge=1)] = Field(
-        default=30, description="Renew this many days before expiry; at most validity_months x 27 (Key Vault's limit)."
+    renew_before_days: StrictInt = Field(
+        default=30,
+        description="Renew this many days before expiry; at most validity_months x 27 (Key Vault's limit).",
+        json_schema_extra={"minimum": 1},
     )
 
     @model_validator(mode="after")
-    def _renewal_inside_validity(self) -> CertificatePolicy:
-        limit = self.validity_months * KEY_VAULT_DAYS_PER_MONTH
-        if self.renew_before_days > limit:
-            months = f"{self.validity_months} month" + ("s" if self.validity_months > 1 else "")
-            raise invalid(
-                f"{self.renew_before_days} days is not shorter than the certificate validity ({months})",
-                f"1..{limit} days (validity_months x {KEY_VAULT_DAYS_PER_MONTH}, Key Vault's limit)",
-                key="renew_before_days",
-            )
+    def _lifetime_follows_the_rule(self) -> CertificatePolicy:
+        # the rule certificate-lifetime, with its own words (adp_identity.rules.catalog)
+        problems = certificate_problems(self.validity_months, self.renew_before_days)
+        if problems:
+            key, problem, allowed = problems[0]
+            raise invalid(problem, allowed, key=key, rule="certificate-lifetime")
         return self
 
 
@@ -282,12 +311,14 @@ class ServiceSpec(_Model):
     service: KebabName = Field(description="Service name; must equal the file name without .yaml.")
     team: KebabName = Field(description="Owning team, lower-kebab, e.g. ffc-payments.")
     workload_identity: WorkloadIdentitySpec = Field(
-        default=WorkloadIdentitySpec(), description="Managed identity federations."
+        default=WorkloadIdentitySpec(),
+        description="The managed identity: its owner and federations.",
+        json_schema_extra=_default_without_owner,
     )
     app_registration: AppRegistrationSpec | None = Field(
         default=None, description="An app registration, only where a managed identity cannot serve."
     )
-    key_vault_secrets: tuple[KebabName, ...] = Field(
+    key_vault_secrets: tuple[SecretName, ...] = Field(
         default=(),
         description="Secret names (lower-kebab); each is the Key Vault secret <service>-<name>, valued from the "
         "Pulumi secret config key secret-<service>-<name>.",
@@ -310,6 +341,8 @@ class DesiredState(_Model):
     stack: str
     tenant: TenantSettings
     services: dict[str, ServiceSpec]
+    # the secret config keys (adp-identity:secret-<service>-<name>) whose values are held encrypted
+    secure_config_keys: frozenset[str] = frozenset()
 
     def identity_name(self, service: str) -> str:
         """The service's managed identity name, e.g. ``sndadpinfmi1401-ffc-pay-batch``."""

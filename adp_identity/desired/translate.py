@@ -25,6 +25,15 @@ from adp_identity.desired.errors import DesiredStateError, KeyPath, format_key_p
 from adp_identity.desired.yamlsafe import YamlDocument
 
 _KEY_MARKER = "[key]"
+# What to write when a required key is missing: (model, key) -> the fix (issue 11: say what to add).
+MISSING_HINTS: dict[tuple[str, str], str] = {
+    ("ServiceSpec", "service"): "add `service: <service>` (the file name without .yaml)",
+    ("ServiceSpec", "team"): "add `team: <owning team>`",
+    ("Federation", "namespace"): "add `namespace: <Kubernetes namespace>`",
+    ("Federation", "service_account"): "add `service_account: <Kubernetes service account>`",
+    ("DataverseAccess", "environment"): "add `environment: <environment short name>`",
+    ("DataverseAccess", "security_roles"): "add `security_roles: [<role>, ...]`",
+}
 _TYPE_WORDS = {
     "string_type": "a string",
     "bool_type": "true or false",
@@ -70,10 +79,12 @@ def _one(
     value = error.get("input")
     site = _walk(root, raw_loc)
 
+    rule: str | None = None
     if kind == ERROR_TYPE:
         if "key" in ctx:
             loc = (*loc, str(ctx["key"]))
         message, allowed = str(ctx["problem"]), str(ctx["allowed"])
+        rule = str(ctx["rule"]) if "rule" in ctx else None
     elif kind == "extra_forbidden":
         parent = _walk(root, raw_loc[:-1]).annotation
         known = list(parent.model_fields) if _is_model(parent) else []
@@ -82,7 +93,8 @@ def _one(
         message = f"unknown key, did you mean '{close[0]}'?" if close else "unknown key"
         allowed = ", ".join(known) if known else "no other keys"
     elif kind == "missing":
-        message = "required key is missing"
+        hint = MISSING_HINTS.get((site.model.__name__, str(loc[-1]))) if site.model is not None and loc else None
+        message = f"required key is missing: {hint}" if hint else "required key is missing"
         allowed = _allowed(site) or "a value"
     elif kind == "literal_error":
         message = f"{show(value)} is not allowed"
@@ -115,7 +127,7 @@ def _one(
         message = f"key {message}" if kind == ERROR_TYPE else f"key: {message}"
     full = (*prefix, *loc)
     line = document.line_of(full) if document is not None else None
-    return DesiredStateError(file, format_key_path(full), message, allowed, line)
+    return DesiredStateError(file, format_key_path(full), message, allowed, line, rule=rule)
 
 
 def _allowed(site: _Site) -> str:

@@ -1,18 +1,22 @@
 """What the client sends to and reads from Key Vault's certificates API, as small immutable values.
 
-Only public material appears here: a certificate version carries its ``cer`` (the DER certificate, base64) and
-metadata; private keys stay inside Key Vault and have no representation in this package.
+The client speaks to Key Vault through ``azure-keyvault-certificates``; these values are what the rest of the
+package sees of it (``to_sdk`` / ``from_sdk`` are the only places SDK models are read or built). Only public
+material appears here: a certificate version carries its ``cer`` (the DER certificate, base64) and metadata;
+private keys stay inside Key Vault and have no representation in this package. No Pulumi import.
+
+``from_sdk`` raises ``ValueError`` (or ``TypeError``) for an answer that lacks what Key Vault always sends; the
+client turns that into ``MalformedResponse``.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
+from azure.keyvault import certificates as sdk
 from cryptography import x509
 
 PKCS12 = "application/x-pkcs12"
@@ -34,26 +38,27 @@ class CertificatePolicy:
     key_size: int = 2048
     content_type: str = PKCS12
 
-    def to_json(self) -> dict[str, Any]:
-        policy: dict[str, Any] = {
-            "key_props": {"exportable": True, "kty": "RSA", "key_size": self.key_size, "reuse_key": False},
-            "secret_props": {"contentType": self.content_type},
-            "x509_props": {
-                "subject": self.subject,
-                "validity_months": self.validity_months,
-                "key_usage": ["digitalSignature", "keyEncipherment"],
-                "ekus": [CLIENT_AUTH_EKU],
-            },
-            "issuer": {"name": "Self"},
-        }
+    def to_sdk(self) -> sdk.CertificatePolicy:
+        actions = None
         if self.renew_before_days is not None:
-            policy["lifetime_actions"] = [
-                {
-                    "trigger": {"days_before_expiry": self.renew_before_days},
-                    "action": {"action_type": "EmailContacts"},
-                }
+            actions = [
+                sdk.LifetimeAction(
+                    sdk.CertificatePolicyAction.email_contacts, days_before_expiry=self.renew_before_days
+                )
             ]
-        return policy
+        return sdk.CertificatePolicy(
+            issuer_name="Self",
+            subject=self.subject,
+            validity_in_months=self.validity_months,
+            exportable=True,
+            key_type=sdk.KeyType.rsa,
+            key_size=self.key_size,
+            reuse_key=False,
+            content_type=sdk.CertificateContentType(self.content_type),
+            enhanced_key_usage=[CLIENT_AUTH_EKU],
+            key_usage=[sdk.KeyUsageType.digital_signature, sdk.KeyUsageType.key_encipherment],
+            lifetime_actions=actions,
+        )
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,6 @@ class CertificateOperation:
     request_id: str = ""
     error_code: str = ""
     error_message: str = ""
-    retry_after: float | None = None
 
     @property
     def completed(self) -> bool:
@@ -75,21 +79,32 @@ class CertificateOperation:
     def in_progress(self) -> bool:
         return self.status.lower() == "inprogress"
 
+    def failure(self) -> str:
+        """How it ended, for an error line: ``failed (Code: message)``."""
+        detail = f" ({self.error_code}: {self.error_message})" if self.error_code or self.error_message else ""
+        return f"{self.status}{detail}"
+
     @classmethod
-    def from_json(cls, name: str, body: Mapping[str, Any], retry_after: float | None) -> CertificateOperation:
-        error = body.get("error") or {}
+    def from_sdk(cls, name: str, op: sdk.CertificateOperation) -> CertificateOperation:
+        status = op.status
+        if not isinstance(status, str) or not status:
+            raise ValueError("the pending operation has no status")
+        error = op.error
         return cls(
             name=name,
-            status=str(body.get("status", "")),
-            request_id=str(body.get("request_id", "")),
-            error_code=str(error.get("code", "")) if isinstance(error, dict) else "",
-            error_message=str(error.get("message", "")) if isinstance(error, dict) else "",
-            retry_after=retry_after,
+            status=status,
+            request_id=str(op.request_id or ""),
+            error_code=str(getattr(error, "code", "") or ""),
+            error_message=str(getattr(error, "message", "") or ""),
         )
 
 
-def _moment(epoch: Any) -> dt.datetime | None:
-    return dt.datetime.fromtimestamp(int(epoch), dt.UTC) if isinstance(epoch, int | float) else None
+def _moment(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, dt.datetime):
+        raise TypeError("a date is not a date")
+    return value.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -102,7 +117,7 @@ class CertificateVersion:
     created: dt.datetime | None
     not_before: dt.datetime | None
     not_after: dt.datetime | None
-    x5t: str | None = None  # base64url SHA-1 of the DER certificate; None while the version is pending
+    thumbprint: str | None = None  # SHA-1 of the DER certificate, upper-case hex; None while the version is pending
     cer: str | None = None  # base64 DER of the public certificate
     policy_subject: str | None = None
     policy_validity_months: int | None = None
@@ -110,14 +125,7 @@ class CertificateVersion:
 
     @property
     def issued(self) -> bool:
-        return self.x5t is not None
-
-    @property
-    def thumbprint(self) -> str:
-        """SHA-1 thumbprint as upper-case hex (what Entra ID and the portal show)."""
-        if self.x5t is None:
-            return ""
-        return base64.urlsafe_b64decode(self.x5t + "=" * (-len(self.x5t) % 4)).hex().upper()
+        return self.thumbprint is not None
 
     def subject(self) -> x509.Name | None:
         """The certificate's subject, read from ``cer`` (None without it)."""
@@ -126,28 +134,45 @@ class CertificateVersion:
         return x509.load_der_x509_certificate(base64.b64decode(self.cer)).subject
 
     @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> CertificateVersion:
-        """From a certificate bundle or a version-listing item (``id`` ends ``/certificates/{name}/{version}``)."""
-        segments = urlsplit(str(body["id"])).path.rstrip("/").split("/")
-        attributes = body.get("attributes") or {}
-        policy = body.get("policy") or {}
-        x509_props = policy.get("x509_props") or {}
-        renew: int | None = None
-        for action in policy.get("lifetime_actions") or []:
-            days = (action.get("trigger") or {}).get("days_before_expiry")
-            if isinstance(days, int):
-                renew = days
-        validity = x509_props.get("validity_months")
+    def from_properties(cls, props: sdk.CertificateProperties, **extra: Any) -> CertificateVersion:
+        """From a version-listing item (metadata only) or the properties of a full certificate."""
+        name, version = props.name, props.version
+        if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
+            raise ValueError("the answer names no certificate version")
+        thumbprint = props.x509_thumbprint
+        if thumbprint is not None and not isinstance(thumbprint, bytes | bytearray):
+            raise TypeError("x5t is not base64url")
         return cls(
-            name=segments[-2],
-            version=segments[-1],
-            enabled=bool(attributes.get("enabled", False)),
-            created=_moment(attributes.get("created")),
-            not_before=_moment(attributes.get("nbf")),
-            not_after=_moment(attributes.get("exp")),
-            x5t=body.get("x5t"),
-            cer=body.get("cer"),
-            policy_subject=x509_props.get("subject"),
+            name=name,
+            version=version,
+            enabled=props.enabled is True,
+            created=_moment(props.created_on),
+            not_before=_moment(props.not_before),
+            not_after=_moment(props.expires_on),
+            thumbprint=bytes(thumbprint).hex().upper() if thumbprint else None,
+            **extra,
+        )
+
+    @classmethod
+    def from_sdk(cls, cert: sdk.KeyVaultCertificate) -> CertificateVersion:
+        """From a certificate bundle (``GET /certificates/{name}[/{version}]``, ``PATCH``)."""
+        if not isinstance(cert, sdk.KeyVaultCertificate):
+            raise TypeError("the answer is not a certificate bundle")
+        policy = cert.policy
+        renew: int | None = None
+        for action in (policy.lifetime_actions if policy is not None else None) or []:
+            if isinstance(action.days_before_expiry, int):
+                renew = action.days_before_expiry
+        validity = policy.validity_in_months if policy is not None else None
+        cer = cert.cer
+        if cert.properties is None:
+            raise ValueError("the certificate bundle has no id")
+        if cer is not None and not isinstance(cer, bytes | bytearray):
+            raise TypeError("cer is not base64")
+        return cls.from_properties(
+            cert.properties,
+            cer=base64.b64encode(bytes(cer)).decode("ascii") if cer else None,
+            policy_subject=policy.subject if policy is not None else None,
             policy_validity_months=validity if isinstance(validity, int) else None,
             policy_renew_before_days=renew,
         )

@@ -1,8 +1,13 @@
 """The Pulumi dynamic provider for app-registration certificates created inside Key Vault (ADR 4, ADR 5).
 
-This is the only module of ``providers.keyvault`` that imports Pulumi. How each call behaves:
+This is the only module of ``providers.keyvault`` that imports Pulumi, and it only translates: the decisions of
+which versions to adopt, keep and renew are ``rotation``'s (pure), the requests are ``client``'s (the Azure SDK).
+Its module path and ``KeyVaultCertificateProvider`` are pickled into Pulumi state: never move or rename them
+(tests/provider/fixtures/keyvault_provider.serialized is a provider as state holds it). How each call behaves:
 
-- ``check`` reduces ``vault_url`` to its https origin and validates ``certificate_name`` (Key Vault's rule: 1-127
+- ``check`` reduces ``vault_url`` to its https origin, which must be a Key Vault (``*.vault.azure.net``, or a
+  loopback vault the emulator lists in ``ADP_IDENTITY_LOOPBACK_VAULTS``: the vault token goes nowhere else), and
+  validates ``certificate_name`` (Key Vault's rule: 1-127
   letters, digits and ``-``), ``subject`` (a distinguished name with a CN), ``validity_months`` (1..12) and
   ``renew_before_days`` (at least 1 and shorter than the certificate's shortest lifetime). Unknown values
   (preview) pass untouched; failures are returned, never raised. No network.
@@ -25,6 +30,11 @@ This is the only module of ``providers.keyvault`` that imports Pulumi. How each 
   re-created resource of the same name would fail), and disabling is reversible while it already stops anyone
   from fetching the private key (Key Vault refuses the secret of a disabled version).
 
+Every call that reaches the vault first validates what it takes from state (``vault_url``, ``certificate_name``,
+the slots' versions: a name like ``x/../../secrets/s`` never becomes a request) and, when ``tenant_id`` is set,
+checks that the credential signs in to that tenant (``TenantMismatch``, one line naming both, before the vault
+sees a single request). Errors are the client's typed one-line errors (``providers.keyvault.errors``).
+
 Nothing secret is on the provider instance (it is pickled into the state by reference): clients and credentials
 are built inside the provider host, once per vault per process, and shared by its threads.
 """
@@ -32,7 +42,6 @@ are built inside the provider host, once per vault per process, and shared by it
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,18 +63,18 @@ from pulumi.dynamic import (
 )
 
 from providers._dynamic import ProcessClients, Property, check_properties, is_unknown
-from providers.keyvault.client import KeyVaultCertificatesClient, vault_origin
+from providers.keyvault import rotation
+from providers.keyvault._transport import bind_vault
+from providers.keyvault.client import NAME, KeyVaultCertificatesClient, vault_origin
 from providers.keyvault.errors import CertificateNotFound
 from providers.keyvault.models import CertificatePolicy, CertificateVersion
 from providers.keyvault.slots import (
     SLOT_KEYS,
     Slot,
     Slots,
-    in_renewal_window,
     newest,
     renewal_due,
     shortest_days,
-    slot_to_rotate,
     slots_from_outputs,
 )
 
@@ -77,8 +86,6 @@ NEW_VERSION_KEYS = ("subject", "validity_months")  # take effect only in a new v
 DEFAULT_VALIDITY_MONTHS = 12
 DEFAULT_RENEW_BEFORE_DAYS = 30
 MAX_VALIDITY_MONTHS = 12
-ADOPT_LOOKBACK = 10  # versions inspected (newest first) when adopting existing ones
-_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 
 
 def now() -> dt.datetime:
@@ -89,9 +96,12 @@ def now() -> dt.datetime:
 _CLIENTS: ProcessClients[KeyVaultCertificatesClient] = ProcessClients()
 
 
-def _client(vault_url: str) -> KeyVaultCertificatesClient:
-    """One client per vault per provider-host process (the token cache is shared by all of them)."""
-    return _CLIENTS.get(vault_url, lambda: KeyVaultCertificatesClient(vault_url))
+def _client(vault_url: str, tenant_id: str | None) -> KeyVaultCertificatesClient:
+    """The vault's client (one per vault per provider-host process; the token cache is shared by all of them),
+    after the tenant check: a credential of another tenant is refused before the vault sees a request."""
+    client = _CLIENTS.get(vault_url, lambda: KeyVaultCertificatesClient(vault_url))
+    client.check_tenant(tenant_id)
+    return client
 
 
 # -- normalisation (check) ------------------------------------------------------------------------------------
@@ -104,15 +114,16 @@ def normalise_vault_url(value: Any) -> str:
     if parts.username or parts.password:
         raise ValueError("must not carry credentials")
     try:
-        return vault_origin(value)
+        vault_origin(value)
     except ValueError:
         raise ValueError(
             f"must be an https URL (got {value!r}), e.g. https://sndadpinfkv1401.vault.azure.net"
         ) from None
+    return bind_vault(value)[0]  # the vault token goes to Key Vault only (issue 10)
 
 
 def normalise_certificate_name(value: Any) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not NAME.match(value):
         raise ValueError(f"must be 1-127 letters, digits or '-' as Key Vault requires (got {value!r})")
     return value
 
@@ -201,10 +212,6 @@ class DesiredCertificate:
     def inputs(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in INPUT_KEYS if getattr(self, k) is not None}
 
-    def matches(self, version: CertificateVersion) -> bool:
-        subject = version.subject()
-        return subject is not None and subject == x509.Name.from_rfc4514_string(self.subject)
-
 
 def _outputs(desired: DesiredCertificate, slots: Slots, current_version: str | None) -> dict[str, Any]:
     return {
@@ -226,7 +233,11 @@ def _changed(key: str, old: Any, new: Any) -> bool:
 
 
 class KeyVaultCertificateProvider(ResourceProvider):
-    """CRUD of one Key Vault certificate held as two slots (see the module docstring). Holds no state."""
+    """CRUD of one Key Vault certificate held as two slots (see the module docstring). Holds no state.
+
+    It only translates: Pulumi's calls into client calls, what the vault has into ``rotation``'s pure decisions,
+    and those into outputs.
+    """
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs, failures = check_properties(news, PROPERTIES)
@@ -263,21 +274,18 @@ class KeyVaultCertificateProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         desired = DesiredCertificate.of(props)
-        client = _client(desired.vault_url)
+        client = _client(desired.vault_url, desired.tenant_id)
         name = desired.certificate_name
-        pending = client.get_operation(name)
-        if pending is not None and pending.in_progress:
-            client.wait_for_operation(name)
-        slots = self._adopt(client, desired)
-        for key in SLOT_KEYS:
-            if slots[key] is None:
-                slots[key] = Slot.of(client.create_version(name, desired.policy))
+        client.wait_for_operation(name)  # a create left in progress would become a version to adopt
+        slots = _adopt(client, desired)
+        for key in rotation.empty_keys(slots):
+            slots[key] = Slot.of(client.create_version(name, desired.policy))
         current = newest(slots)
         return CreateResult(desired.id, _outputs(desired, slots, current.version if current else None))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         vault_url, name = _split_id(id_, props)
-        client = _client(vault_url)
+        client = _client(vault_url, normalise_tenant_id(props.get("tenant_id")))
         try:
             latest = client.get_certificate(name)
         except CertificateNotFound:
@@ -294,34 +302,33 @@ class KeyVaultCertificateProvider(ResourceProvider):
                 "renew_before_days": props.get("renew_before_days")
                 or latest.policy_renew_before_days
                 or DEFAULT_RENEW_BEFORE_DAYS,
+                "tenant_id": props.get("tenant_id"),
             }
         )
         if imported:
-            slots = self._newest_enabled(client, desired, latest)
+            ordered = rotation.newest_first(latest, client.list_versions(name))
+            slots = rotation.fill([_full(client, v) for v in rotation.import_candidates(ordered, now())])
         else:
-            slots = self._live_slots(client, name, props, latest)
-        outs = _outputs(desired, slots, _current(latest, slots))
+            slots = _live_slots(client, props, latest)
+        outs = _outputs(desired, slots, rotation.current_version(latest, slots))
         return ReadResult(desired.id, outs, desired.inputs())
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         desired = DesiredCertificate.of(news)
-        client = _client(desired.vault_url)
+        client = _client(desired.vault_url, desired.tenant_id)
         name = desired.certificate_name
-        latest = client.get_certificate(name)
-        slots = self._live_slots(client, name, olds, latest)
+        slots = _live_slots(client, olds, client.get_certificate(name))
         policy_changed = any(_changed(k, olds.get(k), news.get(k)) for k in NEW_VERSION_KEYS)
-        empty = [k for k in SLOT_KEYS if slots[k] is None]
-        if empty:
-            for key in empty:
-                slots[key] = Slot.of(client.create_version(name, desired.policy))
-        elif policy_changed or renewal_due(slots, desired.renew_before_days, now()):
-            slots[slot_to_rotate(slots)] = Slot.of(client.create_version(name, desired.policy))
+        for key in rotation.slots_to_fill(
+            slots, policy_changed=policy_changed, renew_before_days=desired.renew_before_days, now=now()
+        ):
+            slots[key] = Slot.of(client.create_version(name, desired.policy))
         current = newest(slots)
         return UpdateResult(_outputs(desired, slots, current.version if current else None))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         vault_url, name = _split_id(id_, props)
-        client = _client(vault_url)
+        client = _client(vault_url, normalise_tenant_id(props.get("tenant_id")))
         for version in client.list_versions(name):
             if version.enabled:
                 try:
@@ -329,109 +336,48 @@ class KeyVaultCertificateProvider(ResourceProvider):
                 except CertificateNotFound:
                     continue
 
-    # -- helpers --------------------------------------------------------------------------------------------
-    def _adopt(self, client: KeyVaultCertificatesClient, desired: DesiredCertificate) -> Slots:
-        """The newest versions already in the vault that this resource can own (at most two, oldest in slot a).
 
-        Walks from the newest version down and stops at the first that cannot be used, so whatever is adopted
-        includes the version the workload reads.
-        """
-        name = desired.certificate_name
+# -- what the provider asks the vault for, on rotation's behalf ----------------------------------------------------
+
+
+def _full(client: KeyVaultCertificatesClient, version: CertificateVersion) -> CertificateVersion:
+    """The version with its ``cer`` (a listing has none)."""
+    return version if version.cer is not None else client.get_certificate(version.name, version.version)
+
+
+def _adopt(client: KeyVaultCertificatesClient, desired: DesiredCertificate) -> Slots:
+    """The newest versions already in the vault that this resource can own (``rotation.adopt``)."""
+    name = desired.certificate_name
+    try:
+        latest = client.get_certificate(name)
+    except CertificateNotFound:
+        return rotation.empty_slots()
+    ordered = rotation.newest_first(latest, client.list_versions(name))
+    subject, days = desired.subject, desired.renew_before_days
+    candidates = rotation.adoption_candidates(ordered, subject, days, now())
+    return rotation.adopt([_full(client, v) for v in candidates], subject, days, now())
+
+
+def _live_slots(client: KeyVaultCertificatesClient, stored: Mapping[str, Any], latest: CertificateVersion) -> Slots:
+    """The stored slots as the vault has them now (``rotation.live_slots``)."""
+    slots = slots_from_outputs(stored)
+    fetched: dict[str, CertificateVersion | None] = {}
+    for version in rotation.to_refresh(slots, latest):
         try:
-            latest = client.get_certificate(name)
+            fetched[version] = client.get_certificate(latest.name, version)
         except CertificateNotFound:
-            return {key: None for key in SLOT_KEYS}
-        adopted: list[Slot] = []
-        for version in _newest_first(client, name, latest)[:ADOPT_LOOKBACK]:
-            full = version if version.cer is not None else client.get_certificate(name, version.version)
-            usable = (
-                full.enabled
-                and full.issued
-                and desired.matches(full)
-                and not in_renewal_window(Slot.of(full), desired.renew_before_days, now())
-            )
-            if not usable:
-                break
-            adopted.append(Slot.of(full))
-            if len(adopted) == 2:
-                break
-        adopted.reverse()  # oldest first: slot a, then slot b, as create fills them
-        slots: Slots = {key: None for key in SLOT_KEYS}
-        for key, slot in zip(SLOT_KEYS, adopted, strict=False):
-            slots[key] = slot
-        return slots
-
-    def _newest_enabled(
-        self, client: KeyVaultCertificatesClient, desired: DesiredCertificate, latest: CertificateVersion
-    ) -> Slots:
-        """On import (no stored slots): the two newest enabled, issued, unexpired versions."""
-        found: list[Slot] = []
-        for version in _newest_first(client, desired.certificate_name, latest)[:ADOPT_LOOKBACK]:
-            if not (version.enabled and version.issued) or (version.not_after and version.not_after <= now()):
-                continue
-            full = (
-                version
-                if version.cer is not None
-                else client.get_certificate(desired.certificate_name, version.version)
-            )
-            found.append(Slot.of(full))
-            if len(found) == 2:
-                break
-        found.reverse()
-        slots: Slots = {key: None for key in SLOT_KEYS}
-        for key, slot in zip(SLOT_KEYS, found, strict=False):
-            slots[key] = slot
-        return slots
-
-    def _live_slots(
-        self,
-        client: KeyVaultCertificatesClient,
-        name: str,
-        stored: Mapping[str, Any],
-        latest: CertificateVersion,
-    ) -> Slots:
-        """The stored slots as the vault has them now, with a newer out-of-band version taking the older slot."""
-        slots: Slots = {}
-        for key, slot in slots_from_outputs(stored).items():
-            if slot is None:
-                slots[key] = None
-                continue
-            try:
-                version = latest if latest.version == slot.version else client.get_certificate(name, slot.version)
-            except CertificateNotFound:
-                slots[key] = None
-                continue
-            slots[key] = Slot.of(version) if version.enabled and version.issued else None
-        held = {s.version for s in slots.values() if s is not None}
-        if latest.enabled and latest.issued and latest.version not in held:
-            slots[slot_to_rotate(slots)] = Slot.of(latest)
-        return slots
-
-
-def _newest_first(
-    client: KeyVaultCertificatesClient, name: str, latest: CertificateVersion
-) -> list[CertificateVersion]:
-    """The vault's latest version, then the others by creation time, newest first.
-
-    ``created`` has one-second resolution: on a tie the later position in the listing counts as newer.
-    """
-    others = [v for v in reversed(client.list_versions(name)) if v.version != latest.version]
-    others.sort(key=lambda v: v.created or dt.datetime.min.replace(tzinfo=dt.UTC), reverse=True)
-    return [latest, *others]
-
-
-def _current(latest: CertificateVersion, slots: Slots) -> str | None:
-    """What the workload reads: the vault's latest issued version (the newest slot while one is pending)."""
-    if latest.issued:
-        return latest.version
-    slot = newest(slots)
-    return slot.version if slot else None
+            fetched[version] = None
+    return rotation.live_slots(slots, latest, fetched)
 
 
 def _split_id(id_: str, props: Mapping[str, Any]) -> tuple[str, str]:
-    """(vault origin, certificate name) from the stored inputs, else from the id ``<vault>/certificates/<name>``."""
+    """(vault origin, certificate name) from the stored inputs, else from the id ``<vault>/certificates/<name>``.
+
+    Both come from state, so both are validated on every call (a name like ``x/../../secrets/s`` never reaches
+    the vault).
+    """
     if props.get("vault_url") and props.get("certificate_name"):
-        return normalise_vault_url(props["vault_url"]), str(props["certificate_name"])
+        return normalise_vault_url(props["vault_url"]), normalise_certificate_name(props["certificate_name"])
     head, sep, name = id_.rpartition("/certificates/")
     if not sep:
         raise ValueError(f"not a Key Vault certificate id: {id_!r} (expected <vault_url>/certificates/<name>)")

@@ -56,7 +56,7 @@ class Slot:
 
     @classmethod
     def of(cls, version: CertificateVersion) -> Slot:
-        if version.cer is None or version.not_before is None or version.not_after is None:
+        if version.cer is None or version.thumbprint is None or version.not_before is None or version.not_after is None:
             raise ValueError(f"certificate version {version.version} is not issued yet")
         return cls(version.version, version.thumbprint, version.cer, iso(version.not_before), iso(version.not_after))
 

@@ -1,21 +1,33 @@
 """``adp-identity plan`` and ``adp-identity audit`` against the emulator, as a scheduled CI job runs them.
 
-Each test copies the real ``stacks/`` tree, writes an identities file (what ``pulumi stack output --json`` prints)
-that maps the services to applications of the emulator's DefraDev tenant, and points the stack's ``dev`` and
-``tst`` environments at the emulator's ``defradev-dev`` and ``defradev-tst`` with ``--environment-url``. The
-declared state is applied (where a test needs it) with ``reconcile.ensure`` from users built here, independently
-of the code under test; drift is then made "by hand" on the emulator's state. Every run asserts from the
-emulator's request log that nothing but GETs reached Dataverse.
+Each test copies the real ``stacks/`` tree (its tenant id set to the emulator's DefraDev tenant, as a sandbox copy
+of the settings has it), writes an identities file (what ``pulumi stack output --json`` prints) that maps the
+services to applications of the emulator's DefraDev tenant, and points the stack's ``dev`` and ``tst``
+environments at the emulator's ``defradev-dev`` and ``defradev-tst`` with ``--environment-url``. The declared
+state is applied (where a test needs it) with ``reconcile.ensure`` from users built here, independently of the
+code under test, and the identities then name the users as ``pulumi up``'s outputs would; drift is then made "by
+hand" on the emulator's state. Every run asserts from the emulator's request log that nothing but GETs reached
+Dataverse, and how many.
+
+The sandbox without a Pulumi CLI (``emulator --outputs-file``, ``--emulator FILE``, ``DATAVERSE_URL_*``), tenant
+isolation, the cost figures, Markdown reports, Ctrl-C and ``docs/operations.md`` §10 as written are tested at the
+end of this file.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import pty
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +38,7 @@ from click.testing import CliRunner, Result
 
 from adp_identity.cli import cli
 from adp_identity.desired import DesiredState, load_tree
+from adp_identity.drift.sandbox import parse_emulator_description, write_stack_outputs
 from adp_identity_emulator import DEFAULT_SEED, Emulator, load_seed
 from providers.dataverse.client import DataverseClient
 from providers.dataverse.reconcile import DesiredUser, ensure
@@ -34,6 +47,7 @@ pytestmark = pytest.mark.emulator
 
 REPO = Path(__file__).resolve().parents[2]
 TENANT = "DefraDev"
+STACK_TENANT_ID = "6fb17b64-ece9-4b43-8acf-99e8d37b19ad"  # stacks/Pulumi.defradev.yaml
 ENVIRONMENTS = {"dev": "defradev-dev", "tst": "defradev-tst"}  # stack short name -> emulator environment
 # The application each (service, principal) signs in as. ffc-pay-batch's managed identity is an app with no
 # service principal: an application user for it could not even be created, so using it by mistake shows.
@@ -97,9 +111,11 @@ class Setup(Inputs):
         return user
 
 
-def write_inputs(tmp_path: Path, apps: dict[str, str]) -> tuple[Path, Path]:
+def write_inputs(tmp_path: Path, apps: dict[str, str], tenant_id: str) -> tuple[Path, Path]:
     stacks = tmp_path / "stacks"
     shutil.copytree(REPO / "stacks", stacks)
+    settings = stacks / "Pulumi.defradev.yaml"
+    settings.write_text(settings.read_text().replace(STACK_TENANT_ID, tenant_id))
     identities = tmp_path / "outputs.json"
     identities.write_text(json.dumps(stack_outputs(apps), indent=4))
     return stacks, identities
@@ -111,7 +127,8 @@ def setup(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setenv(name, value)
     apps = {app.name: app.client_id for app in emulator.tenant(TENANT).applications}
     urls = {short: emulator.environment_url(name) for short, name in ENVIRONMENTS.items()}
-    return Setup(tmp_path, *write_inputs(tmp_path, apps), apps, urls, emulator)
+    tenant_id = emulator.tenant(TENANT).id
+    return Setup(tmp_path, *write_inputs(tmp_path, apps, tenant_id), apps, urls, emulator)
 
 
 @pytest.fixture
@@ -119,10 +136,10 @@ def offline(tmp_path: Path) -> Inputs:
     """Inputs for errors found before anything is read: no emulator runs, nothing listens at the URLs."""
     (tenant,) = [t for t in load_seed(DEFAULT_SEED).tenants if t.name == TENANT]
     apps = {app.name: app.client_id for app in tenant.applications}
-    return Inputs(tmp_path, *write_inputs(tmp_path, apps), apps, {"dev": "https://127.0.0.1:9"})
+    return Inputs(tmp_path, *write_inputs(tmp_path, apps, tenant.id), apps, {"dev": "https://127.0.0.1:9"})
 
 
-def stack_outputs(apps: dict[str, str]) -> dict[str, dict[str, object]]:
+def stack_outputs(apps: dict[str, str], users: dict[str, dict[str, str]] | None = None) -> dict[str, dict[str, object]]:
     """The shape of `pulumi stack output --json` for the program (infra/components/service.py stack_outputs)."""
     outputs: dict[str, dict[str, object]] = {}
     for service in ("ahwr-claims", "ffc-pay-batch", "ffc-pay-web"):
@@ -130,16 +147,18 @@ def stack_outputs(apps: dict[str, str]) -> dict[str, dict[str, object]]:
             "identity_name": f"sndadpinfmi1401-{service}",
             "client_id": apps[APPLICATIONS[service, "managed_identity"]],
             "principal_id": "0f9b7d2e-6c1a-4e8b-9d3f-2a5c7e9b1d4f",
-            "tenant_id": "6fb17b64-ece9-4b43-8acf-99e8d37b19ad",
-            "dataverse_application_users": {},
+            "tenant_id": STACK_TENANT_ID,
+            "dataverse_application_users": dict((users or {}).get(service, {})),
         }
     outputs["ffc-pay-batch"]["app_registration_client_id"] = apps[APPLICATIONS["ffc-pay-batch", "app_registration"]]
     return outputs
 
 
 def apply_declared_state(setup: Setup) -> None:
-    """What `pulumi up` would leave behind, built from the service files here (not by the code under test)."""
+    """What `pulumi up` would leave behind, built from the service files here (not by the code under test):
+    the users, and stack outputs that name them."""
     state = setup.desired_state()
+    users: dict[str, dict[str, str]] = {}
     for service, spec in state.services.items():
         for access in spec.dataverse:
             desired = DesiredUser(
@@ -149,7 +168,9 @@ def apply_declared_state(setup: Setup) -> None:
                 security_roles=frozenset(access.security_roles),
                 disabled=access.disabled,
             )
-            ensure(DataverseClient(desired.environment_url), desired)
+            user, _ = ensure(DataverseClient(desired.environment_url), desired)
+            users.setdefault(service, {})[access.environment] = user.systemuser_id
+    setup.identities.write_text(json.dumps(stack_outputs(setup.apps, users), indent=4))
 
 
 def run(inputs: Inputs, command: str, *extra: str, identities: str | None = None, stdin: bytes | None = None) -> Result:
@@ -168,13 +189,14 @@ def dataverse_requests(setup: Setup) -> Counter[tuple[str, str, str]]:
     )
 
 
-def assert_reads_only(setup: Setup, *, listing: bool) -> None:
-    """Zero writes; per environment one GET per declared user, the catalog once, the user list once (audit)."""
+def assert_reads_only(setup: Setup) -> None:
+    """Zero writes; per environment the user list once (1 page) and the catalog once (2 GETs), whatever the number
+    of declared users (USERS_PER_ENVIRONMENT here): plan and audit read the same."""
     requests = dataverse_requests(setup)
     assert [key for key in requests if key[1] != "GET"] == []
     expected: Counter[tuple[str, str, str]] = Counter()
     for environment in ENVIRONMENTS.values():
-        expected[environment, "GET", "systemusers"] = USERS_PER_ENVIRONMENT + (1 if listing else 0)
+        expected[environment, "GET", "systemusers"] = 1
         expected[environment, "GET", "businessunits"] = 1
         expected[environment, "GET", "roles"] = 1
     assert requests == expected
@@ -201,22 +223,29 @@ def test_plan_lists_the_operations_grouped_by_environment_and_writes_nothing(set
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     web = setup.apps[APPLICATIONS["ffc-pay-web", "managed_identity"]]
-    start = lines.index(f"  ffc-pay-web (managed identity {web}): 3 write requests")
-    assert lines[start + 1 : start + 5] == [
+    hand_made = setup.user_of("dev", "ffc-pay-web")
+    start = lines.index(
+        f"  ffc-pay-web (managed identity {web}): adopt the existing application user "
+        f"'sndadpinfmi1401-ffc-pay-web' ({hand_made.id}); 3 write requests"
+    )
+    assert lines[start + 1 : start + 5] == [  # one bullet per write request
         "    - enable the user",
-        "    - move from business unit 'animal-health' to 'ffc-payments' (Dataverse removes every role on a move)",
-        "    - associate security role 'Basic User'",
-        "    - associate security role 'FFC Payments Reader'",
+        "    - move from business unit 'animal-health' to 'ffc-payments' (Dataverse removes its security role "
+        "'System Administrator' on the move)",
+        "    - associate security roles 'Basic User', 'FFC Payments Reader'",
+        "  unmanaged application user 'adp-platform-admin' (application "
+        f"{setup.apps[ADMIN]}, systemuser {setup.state('dev').user_by_application_id(setup.apps[ADMIN]).id}) "
+        "holds privileged security role 'System Administrator'",
     ]
     assert lines.index(f"tst ({setup.url('tst')})") > start > lines.index(f"dev ({setup.url('dev')})") == 0
     batch = setup.apps[APPLICATIONS["ffc-pay-batch", "app_registration"]]
     assert f"    - create the application user for application {batch} in business unit 'ffc-payments'" in lines
     assert "    - disable the user" in lines  # ahwr-claims is declared disabled in tst
     assert lines[-1] == (
-        "plan: 6 of 6 application users would change (14 write requests); 0 up to date; 2 environments read; "
-        "nothing was written"
+        "plan: 6 of 6 application users would change (14 write requests); 1 to adopt; 0 up to date; "
+        "2 environments read; 2 unmanaged privileged application users; nothing was written"
     )
-    assert_reads_only(setup, listing=False)
+    assert_reads_only(setup)
     web_after = setup.user_of("dev", "ffc-pay-web")
     assert (web_after.disabled, web_after.business_unit_id) == (True, web_before.business_unit_id)
     assert {short: len(setup.state(short).users) for short in ENVIRONMENTS} == users_before
@@ -228,7 +257,7 @@ def test_plan_after_apply_is_up_to_date(setup: Setup) -> None:
     assert result.exit_code == 0, result.output
     assert sum(1 for line in result.output.splitlines() if line.endswith(": up to date")) == 6
     assert result.output.splitlines()[-1].startswith("plan: 0 of 6 application users would change (0 write requests)")
-    assert_reads_only(setup, listing=False)
+    assert_reads_only(setup)
 
 
 def test_plan_reads_the_identities_from_stdin(setup: Setup) -> None:
@@ -246,7 +275,7 @@ def test_audit_of_the_applied_state_finds_no_drift_and_only_reads(setup: Setup) 
     result = run(setup, "audit", "--allow-privileged", setup.apps[ADMIN])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == ["audit: no drift: 6 application users in 2 environments checked"]
-    assert_reads_only(setup, listing=True)
+    assert_reads_only(setup)
 
     code, report = audit_json(setup, "--allow-privileged", setup.apps[ADMIN])
     assert code == 0
@@ -274,7 +303,7 @@ def test_audit_names_a_role_granted_by_hand(setup: Setup) -> None:
     assert (entry["environment"], entry["service"], entry["systemuser_id"]) == ("dev", "ffc-pay-web", web.id)
     assert entry["extra_roles"] == ["System Customizer"] and entry["missing_roles"] == []
     assert (entry["missing"], entry["disabled"], entry["business_unit"]) == (False, None, None)
-    assert_reads_only(setup, listing=True)
+    assert_reads_only(setup)
 
 
 def test_audit_reports_a_user_disabled_by_hand(setup: Setup) -> None:
@@ -385,7 +414,7 @@ def test_audit_reports_unmanaged_application_users_with_privileged_roles(setup: 
             "privileged_roles": ["System Administrator"],
         }
     ]
-    assert_reads_only(setup, listing=True)
+    assert_reads_only(setup)
 
 
 def test_audit_of_the_seed_reports_the_hand_made_user_exactly(setup: Setup) -> None:
@@ -440,11 +469,11 @@ def test_an_unknown_service_in_the_identities_is_one_line(offline: Inputs) -> No
     )
 
 
-def test_a_missing_app_registration_id_is_one_line(offline: Inputs) -> None:
+def test_a_missing_app_registration_id_is_one_line_for_audit(offline: Inputs) -> None:
     outputs = stack_outputs(offline.apps)
     del outputs["ffc-pay-batch"]["app_registration_client_id"]
     offline.identities.write_text(json.dumps(outputs))
-    lines = run(offline, "plan").output.splitlines()
+    lines = run(offline, "audit").output.splitlines()
     assert lines == [
         f"{offline.identities}: ffc-pay-batch.app_registration_client_id: missing: environment '{short}' uses "
         "principal app_registration; allowed: the app registration's application (client) id"
@@ -538,14 +567,17 @@ def test_a_forbidden_environment_is_one_line_naming_it_and_never_a_token(setup: 
     assert_no_writes(setup)
 
 
-def test_an_unknown_role_is_reported_with_the_closest_names(setup: Setup) -> None:
+def test_an_unknown_role_names_the_file_the_environment_the_role_and_the_closest_names(setup: Setup) -> None:
     service = setup.stacks / "defradev" / "ffc-pay-web.yaml"
-    service.write_text(service.read_text().replace("FFC Payments Reader", "FFC Payments Raeder", 1))
+    text = service.read_text()
+    service.write_text(text.replace("FFC Payments Reader", "FFC Payments Raeder", 1))
+    line = 1 + text[: text.index("FFC Payments Reader")].count("\n")
     result = run(setup, "plan")
     assert result.exit_code == 1, result.output
     assert (
-        "  ffc-pay-web: error: security role 'FFC Payments Raeder' does not exist in business unit 'ffc-payments' "
-        f"of environment {setup.url('dev')}; closest: 'FFC Payments Reader', 'FFC Payments Writer'"
+        f"  ffc-pay-web: error: stacks/defradev/ffc-pay-web.yaml:{line}: dataverse[0].security_roles[1]: security "
+        "role 'FFC Payments Raeder' does not exist in business unit 'ffc-payments' of environment dev "
+        f"({setup.url('dev')}); did you mean 'FFC Payments Reader' (or 'FFC Payments Writer')?"
     ) in result.output.splitlines(), result.output
     assert_no_writes(setup)
 
@@ -556,3 +588,307 @@ def error_lines(result: Result) -> list[str]:
 
 def assert_no_writes(setup: Setup) -> None:
     assert [key for key in dataverse_requests(setup) if key[1] != "GET"] == []
+
+
+# -- names checked in the pull request: services with no stack outputs yet ------------------------------------------
+
+
+def test_plan_plans_a_service_without_outputs_as_to_be_created(setup: Setup) -> None:
+    outputs = json.loads(setup.identities.read_text())
+    del outputs["ahwr-claims"]  # a new service in a pull request: not deployed, so no stack outputs
+    setup.identities.write_text(json.dumps(outputs))
+
+    result = run(setup, "plan")
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines.count("  ahwr-claims (managed identity, not created yet): to be created; 2 write requests") == 1
+    assert (
+        "    - create the application user in business unit 'animal-health' (its principal is created first)" in lines
+    )
+    assert "  ahwr-claims (managed identity, not created yet): to be created; 3 write requests" in lines  # tst
+    assert_reads_only(setup)
+
+
+def test_a_typo_in_a_new_service_fails_plan_naming_the_file_and_the_closest_names(setup: Setup) -> None:
+    new = setup.stacks / "defradev" / "ffc-pay-api.yaml"
+    new.write_text(
+        "service: ffc-pay-api\nteam: ffc-payments\ndataverse:\n  - environment: dev\n    business_unit: ffc-paymnets\n"
+        "    security_roles: [Basic User]\n  - environment: tst\n    business_unit: ffc-payments\n"
+        "    security_roles:\n      - Basic User\n      - FFC Payments Raeder\n"
+    )
+    result = run(setup, "plan")
+
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("  ffc-pay-api: error: ")]
+    assert errors == [
+        "  ffc-pay-api: error: stacks/defradev/ffc-pay-api.yaml:5: dataverse[0].business_unit: business unit "
+        f"'ffc-paymnets' does not exist in environment dev ({setup.url('dev')}); did you mean 'ffc-payments'?",
+        "  ffc-pay-api: error: stacks/defradev/ffc-pay-api.yaml:11: dataverse[1].security_roles[1]: security role "
+        "'FFC Payments Raeder' does not exist in business unit 'ffc-payments' of environment tst "
+        f"({setup.url('tst')}); did you mean 'FFC Payments Reader' (or 'FFC Payments Writer')?",
+    ]
+    assert result.output.splitlines()[-1].endswith("; nothing was written; 2 errors")
+    assert_reads_only(setup)
+
+
+def test_plan_without_any_identities_resolves_every_name(setup: Setup) -> None:
+    args = setup.args()
+    at = args.index("--identities")
+    del args[at : at + 2]
+    result = CliRunner().invoke(cli, ["plan", *args])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("not created yet): to be created") == 6
+
+
+# -- tenant isolation ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["plan", "audit", "export"])
+def test_a_credential_of_another_tenant_is_refused_before_any_dataverse_request(setup: Setup, command: str) -> None:
+    settings = setup.stacks / "Pulumi.defradev.yaml"  # the stack's own tenant id, not the emulator's DefraDev
+    settings.write_text(settings.read_text().replace(setup.emu.tenant(TENANT).id, STACK_TENANT_ID))
+    setup.emu.log.clear()
+
+    result = CliRunner().invoke(cli, [command, *setup.args()])
+
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line == (
+        f"{command}: refused: Dataverse environment dev ({setup.url('dev')}, from --environment-url) belongs to tenant "
+        f"{STACK_TENANT_ID}, but the credential signs in to tenant {setup.emu.tenant(TENANT).id}; use the identity "
+        "of that tenant (AZURE_TENANT_ID / the pipeline's service connection); nothing was sent to Dataverse"
+    )
+    assert dataverse_requests(setup) == Counter()
+
+
+def test_the_same_credential_with_its_own_tenant_reads(setup: Setup) -> None:
+    result = run(setup, "export")
+    assert result.exit_code == 0, result.output
+    assert sum(dataverse_requests(setup).values()) == 2  # one page of users per environment
+
+
+# -- the sandbox: the emulator's variables and its description ---------------------------------------------------------
+
+
+def test_plan_reads_the_emulators_dataverse_url_variables(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENVIRONMENTS.values():
+        monkeypatch.setenv("DATAVERSE_URL_" + name.upper().replace("-", "_"), setup.emu.environment_url(name))
+    args = [a for a in setup.args() if not a.startswith(("--environment-url", "dev=", "tst="))]
+    result = CliRunner().invoke(cli, ["plan", *args])
+    assert result.exit_code == 0, result.output
+    assert f"dev ({setup.url('dev')})" in result.output.splitlines()
+    assert_reads_only(setup)
+
+
+def test_dataverse_url_variables_keep_the_stacks_tenant(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The variables carry URLs only: against the repository's stacks the emulator's tenant id is not the stack's."""
+    for name, value in emulator.credential_env(TENANT).items():
+        monkeypatch.setenv(name, value)
+    for name in ENVIRONMENTS.values():
+        monkeypatch.setenv("DATAVERSE_URL_" + name.upper().replace("-", "_"), emulator.environment_url(name))
+    result = CliRunner().invoke(cli, ["plan", "--stacks", str(REPO / "stacks"), "--stack", "defradev"])
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()
+    assert "from DATAVERSE_URL_DEFRADEV_DEV) belongs to tenant 6fb17b64" in line
+    assert line.endswith(
+        "(the emulator's tenants have ids of their own: pass --emulator <its --json-file>); "
+        "nothing was sent to Dataverse"
+    )
+    assert not [e for e in emulator.log.entries if e.service == "dataverse"]
+
+
+def test_the_emulator_file_runs_the_real_stacks_unchanged(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in emulator.credential_env(TENANT).items():
+        monkeypatch.setenv(name, value)
+    emulator.write_info(tmp_path / "emulator.json")
+    states = load_tree(REPO / "stacks")
+    description = parse_emulator_description(emulator.info, "the emulator")
+    written = dict(
+        (path.name, services) for path, services, _ in write_stack_outputs(tmp_path / "outputs", states, description)
+    )
+    assert written == {"defra.json": 3, "defradev.json": 3}
+    base = ["--stacks", str(REPO / "stacks"), "--stack", "defradev", "--emulator", str(tmp_path / "emulator.json")]
+    identities = ["--identities", str(tmp_path / "outputs" / "defradev.json")]
+
+    plan = CliRunner().invoke(cli, ["plan", *base, *identities])
+    audit = CliRunner().invoke(cli, ["audit", *base, *identities, "--format", "json"])
+
+    assert plan.exit_code == 0, plan.output
+    assert f"dev ({emulator.environment_url('defradev-dev')})" in plan.output.splitlines()
+    assert audit.exit_code == 2, audit.output
+    report = json.loads(audit.stdout)
+    assert {u["service"] for u in report["application_users"]} == {"ahwr-claims", "ffc-pay-batch", "ffc-pay-web"}
+    assert report["errors"] == []
+
+
+# -- cost: ceil(N/5000) + 2 requests per environment ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["plan", "audit"])
+def test_reading_an_environment_of_n_users_costs_ceil_n_over_5000_plus_the_catalog(setup: Setup, command: str) -> None:
+    apply_declared_state(setup)
+    dev = setup.state("dev")
+    for index in range(5001 - len(dev.users)):
+        dev.add_application_user(
+            str(uuid.uuid5(uuid.NAMESPACE_OID, f"hand-made-{index}")),
+            display_name=f"hand-made-{index:04d}",
+            object_id=str(uuid.uuid5(uuid.NAMESPACE_OID, f"object-{index}")),
+            roles=["Basic User"],
+        )
+    counts = {short: len(setup.state(short).users) for short in ENVIRONMENTS}
+    assert counts["dev"] >= 5001
+
+    result = run(setup, command, "--allow-privileged", setup.apps[ADMIN])
+
+    assert result.exit_code == 0, result.output[-2000:]
+    requests = dataverse_requests(setup)
+    for short, environment in ENVIRONMENTS.items():
+        per_environment = sum(n for (env, _, _), n in requests.items() if env == environment)
+        assert per_environment == math.ceil(counts[short] / 5000) + 2, (short, requests)
+    assert requests["defradev-dev", "GET", "systemusers"] == 2
+
+
+# -- reports for pull requests ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("command", "code"), [("plan", 0), ("audit", 2)])
+def test_markdown_is_one_comment_with_the_summary_table_first(setup: Setup, command: str, code: int) -> None:
+    result = run(setup, command, "--format", "markdown")
+    assert result.exit_code == code, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"### adp-identity {command}: stack `defradev`"
+    table = lines.index(
+        "| Environment | Create | Adopt | Change | Disable | Unmanaged privileged | Up to date | Errors |"
+    )
+    assert lines[table + 2] == "| `dev` | 2 | 1 | 1 | 0 | 1 | 0 | 0 |"
+    assert lines[table + 3] == "| `tst` | 3 | 0 | 0 | 1 | 1 | 0 | 0 |"
+    assert table < lines.index("<details>") and result.stdout.count("<details>") == 2
+    assert "Traceback" not in result.output and "eyJ" not in result.output
+
+
+# -- progress on a terminal, quiet in CI; Ctrl-C -----------------------------------------------------------------------
+
+
+def _subprocess_env(setup: Setup, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env.update(setup.emu.credential_env(TENANT))
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize("ci", [False, True])
+def test_progress_is_drawn_on_a_terminal_and_not_in_ci(setup: Setup, ci: bool) -> None:
+    main, other = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "adp_identity.cli", "audit", *setup.args()],
+            stdout=subprocess.PIPE,
+            stderr=other,
+            env=_subprocess_env(setup, **({"CI": "true"} if ci else {}), COLUMNS="100", TERM="xterm"),
+        )
+        os.close(other)
+        stdout, _ = process.communicate(timeout=90)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(main)
+    assert process.returncode == 2, stdout
+    assert stdout.decode().splitlines()[-1].startswith("audit: drift:")
+    drawn = b"audit: reading 2 environments" in seen
+    assert drawn is (not ci), seen[-500:]
+
+
+def test_ctrl_c_stops_cleanly_with_one_line_and_exit_130(setup: Setup) -> None:
+    setup.emu.faults.set_rates(seed=1, latency_ms=4000)  # every Dataverse answer takes 4 s
+    setup.emu.log.clear()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "adp_identity.cli", "audit", *setup.args()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_subprocess_env(setup),
+    )
+    deadline = time.monotonic() + 60
+    while not any(e.service == "entra" and e.path.endswith("/token") for e in setup.emu.log.entries):
+        assert time.monotonic() < deadline and process.poll() is None, "the audit never asked for a token"
+        time.sleep(0.05)
+    time.sleep(0.5)  # now inside the first (slow) Dataverse read
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    setup.emu.faults.clear()
+    assert process.returncode == 130, (stdout, stderr)
+    assert stderr.decode().splitlines() == ["audit: interrupted; the audit is incomplete"]
+    assert b"Traceback" not in stdout + stderr
+
+
+# -- docs/operations.md §10, run as written --------------------------------------------------------------------------
+
+
+def section_10() -> tuple[str, str, list[str]]:
+    """The section's terminal-1 command, its terminal-2 commands and the expected last lines, as written."""
+    text = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = text[text.index("## 10. Running everything against the local emulator") :]
+    section = section.split("\n## ", 1)[0]
+    blocks = re.findall(r"```(\w+)\n(.*?)```", section, flags=re.DOTALL)
+    shells = [body for kind, body in blocks if kind == "sh"]
+    (expected,) = [body for kind, body in blocks if kind == "text"]
+    assert len(shells) == 2, "the section is three commands: one for terminal 1, two for terminal 2"
+    terminal_1, terminal_2 = shells
+    assert len(terminal_1.strip().splitlines()) == 1 and len(terminal_2.strip().splitlines()) == 2
+    return terminal_1, terminal_2, expected.strip().splitlines()
+
+
+def test_operations_section_10_runs_as_written(tmp_path: Path) -> None:
+    terminal_1, terminal_2, expected = section_10()
+    checkout = tmp_path / "checkout"  # the commands run from a checkout after `make install`
+    checkout.mkdir()
+    (checkout / ".venv").symlink_to(REPO / ".venv")
+    shutil.copytree(REPO / "stacks", checkout / "stacks")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "DATAVERSE_URL_")) and k != "CI"}
+    emulator = subprocess.Popen(
+        ["bash", "-c", f"exec {terminal_1.strip()}"],
+        cwd=checkout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean,
+    )
+    try:
+        assert emulator.stdout is not None and emulator.stderr is not None
+        printed: list[str] = []
+        deadline = time.monotonic() + 60
+        while not printed or not printed[-1].startswith("export DATAVERSE_URL_DEFRA_PRD="):
+            assert time.monotonic() < deadline and emulator.poll() is None, printed
+            printed.append(emulator.stdout.readline().rstrip("\n"))
+        while "emulator running" not in emulator.stderr.readline():  # the stack outputs are written before this
+            assert time.monotonic() < deadline and emulator.poll() is None
+        pasted = "\n".join(printed)  # "paste the export lines into terminal 2"
+        session = subprocess.run(
+            ["bash", "-c", f"{pasted}\n{terminal_2}"],
+            cwd=checkout,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=clean,
+            check=False,
+        )
+    finally:
+        emulator.send_signal(signal.SIGINT)  # "Ctrl-C in terminal 1 stops the emulator"
+        _, rest = emulator.communicate(timeout=30)
+    assert session.returncode == 0, session.stdout + session.stderr  # the last command is `echo "exit $?"`
+    assert session.stderr == ""
+    last_lines = [line for line in session.stdout.splitlines() if line.startswith(("plan: ", "audit: ", "exit "))]
+    assert last_lines == expected
+    assert "emulator stopped" in rest and emulator.returncode == 0
+    outputs = json.loads((checkout / ".emulator" / "outputs" / "defradev.json").read_text())
+    assert outputs["ffc-pay-batch"]["app_registration_client_id"]  # the seed's ADP-FFC-PayBatch

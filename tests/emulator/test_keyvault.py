@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import gzip
 import hashlib
 import json
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
+from azure.keyvault.certificates._shared.http_challenge import HttpChallenge
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from adp_identity_emulator.http import Claims, EmuRequest, EmuResponse, Headers, InvalidToken, ServicePrincipal
-from adp_identity_emulator.keyvault import AUDIENCE, KeyVaultService, KeyVaultState, add_months
+from adp_identity_emulator.keyvault import AUDIENCE, KeyVaultService, KeyVaultState, add_months, gzip_of_zeros
 from adp_identity_emulator.seed_model import ApplicationSeed, KeyVaultSeed, TenantSeed
 
 ORIGIN = "https://127.0.0.1:50443"
@@ -172,6 +174,27 @@ def test_missing_token_gets_key_vaults_challenge(vault: Vault) -> None:
         f'Bearer authorization="https://127.0.0.1:50400/{TENANT}", resource="https://vault.azure.net"'
     )
     assert error(resp) == {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}
+
+
+def test_the_challenge_reads_as_the_azure_sdk_expects(vault: Vault) -> None:
+    """The SDK's own parser (azure-keyvault-certificates ``_shared/http_challenge.py``) takes the tenant from the
+    authorization URL and asks for ``<resource>/.default``; its first request is a bodiless copy of the real one."""
+    bodiless = vault.service.handle(
+        EmuRequest(
+            "POST",
+            "/certificates/x/create",
+            "api-version=7.5",
+            Headers({"Content-Length": "0"}),
+            b"",
+            ORIGIN,
+        )
+    )
+    assert bodiless.status == 401  # the challenge comes before any check of the (absent) body
+    challenge = HttpChallenge(f"{ORIGIN}/certificates/x/create", bodiless.headers["WWW-Authenticate"])
+    assert challenge.tenant_id == TENANT
+    assert challenge.get_resource() == "https://vault.azure.net"
+    assert challenge.get_authorization_server() == f"https://127.0.0.1:50400/{TENANT}"
+    assert (challenge.get_scope() or challenge.get_resource() + "/.default") == "https://vault.azure.net/.default"
 
 
 @pytest.mark.parametrize(
@@ -613,3 +636,57 @@ def test_state_from_seed_refuses_unknown_names(assignment: tuple[str, str], frag
     kv = KeyVaultSeed("v", (assignment,))
     with pytest.raises(ValueError, match=fragment):
         KeyVaultState.from_seed(kv, _tenant(kv))
+
+
+# -- misbehaviour (test knob): a broken or hostile vault, on demand -------------------------------------------------
+
+
+def test_misbehaviour_answers_after_authentication_as_often_as_asked(vault: Vault) -> None:
+    vault.state.misbehave(status=429, headers={"Retry-After": "-5"}, body="{}", method="GET", count=2)
+    assert vault.call("GET", "/certificates/x", as_app=None).status == 401  # the challenge is never replaced
+    for _ in range(2):
+        answer = vault.call("GET", "/certificates/x")
+        assert (answer.status, answer.headers, answer.body) == (429, {"Retry-After": "-5"}, b"{}")
+    assert vault.call("GET", "/certificates/x").status == 404  # spent: the vault answers itself again
+    assert vault.call("POST", "/certificates/x/create", {"policy": POLICY}).status == 202  # other methods untouched
+
+
+def test_misbehaviour_for_ever_until_behave(vault: Vault) -> None:
+    vault.state.misbehave(status=307, headers={"Location": "https://elsewhere.example/x"}, path_contains="/create")
+    for _ in range(5):
+        assert vault.call("POST", "/certificates/x/create", {"policy": POLICY}).status == 307
+    assert vault.state.certificate("x") is None
+    vault.state.behave()
+    assert vault.create("x").status == 202
+
+
+def test_a_gzip_bomb_is_small_on_the_wire_and_huge_inflated(vault: Vault) -> None:
+    vault.state.misbehave("gzip_bomb", inflated_size=8 << 20)
+    answer = vault.call("GET", "/certificates/x")
+    assert answer.status == 200 and answer.headers["Content-Encoding"] == "gzip"
+    assert len(answer.body) < 64 * 1024
+    assert gzip.decompress(answer.body) == bytes(8 << 20)
+    assert len(gzip_of_zeros(1 << 30)) < 2 << 20  # the 1 GiB bomb the client tests send is ~1 MB
+    with pytest.raises(ValueError, match="multiple of 1 MiB"):
+        gzip_of_zeros(1000)
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_an_endless_next_link(vault: Vault, repeat: bool) -> None:
+    vault.state.misbehave("endless_next_link", repeat=repeat, path_contains="/versions")
+    links = [body(vault.call("GET", "/certificates/x/versions"))["nextLink"] for _ in range(3)]
+    assert all(link.startswith(f"{ORIGIN}/certificates/x/versions?api-version=") for link in links)
+    tokens = [parse_qs(urlsplit(link).query)["$skiptoken"][0] for link in links]
+    assert len(set(tokens)) == (1 if repeat else 3)
+    vault.state.behave()
+    vault.state.misbehave("endless_next_link", next_origin="https://attacker.example/")
+    assert body(vault.call("GET", "/certificates/x/versions"))["nextLink"].startswith("https://attacker.example/cert")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [({"kind": "explode"}, "unknown misbehaviour"), ({"count": 0}, "count must be at least 1")],
+)
+def test_misbehaviour_is_validated(vault: Vault, kwargs: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        vault.state.misbehave(**kwargs)

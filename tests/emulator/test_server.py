@@ -113,6 +113,8 @@ def test_credential_env_is_workload_identity_with_the_emulator_ca(emulator: Emul
         "AZURE_TOKEN_CREDENTIALS": "WorkloadIdentityCredential",
         "REQUESTS_CA_BUNDLE": emulator.ca_bundle,
         "SSL_CERT_FILE": emulator.ca_bundle,
+        # the emulator's loopback vaults, the only non-Azure origins the Key Vault client sends its token to
+        "ADP_IDENTITY_LOOPBACK_VAULTS": " ".join(v["url"] for v in emulator.info["key_vaults"]),
     }
     with pytest.raises(KeyError, match="no identity"):
         emulator.credential_env("DefraDev", "adp-platform-admin")  # a secret only: no workload identity

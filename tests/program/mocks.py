@@ -541,7 +541,10 @@ def copy_project(destination: Path) -> Path:
     project = read_project(REPO)
     shutil.copy2(REPO / "Pulumi.yaml", destination / "Pulumi.yaml")
     shutil.copytree(project.stack_config_dir, destination / project.stack_config_dir.relative_to(REPO))
-    (destination / project.main.relative_to(REPO)).symlink_to(project.main, target_is_directory=True)
+    if project.main == REPO:  # the program is ./__main__.py (Pulumi.yaml has no `main`)
+        (destination / "__main__.py").symlink_to(REPO / "__main__.py")
+    else:
+        (destination / project.main.relative_to(REPO)).symlink_to(project.main, target_is_directory=True)
     return destination
 
 

@@ -16,22 +16,24 @@ def test_pulumi_yaml_runs_infra_with_uv_and_reads_stacks() -> None:
     data = yaml.safe_load((mocks.REPO / "Pulumi.yaml").read_text(encoding="utf-8"))
     assert data["name"] == "adp-identity"
     assert data["runtime"] == {"name": "python", "options": {"toolchain": "uv", "virtualenv": ".venv"}}
-    assert data["main"] == "infra/"
+    # no `main`: the program directory is the project root, where the CLI also starts the dynamic providers and
+    # resolves `virtualenv` (pulumi/pulumi#7061; tests/unit/test_pulumi_toolchain.py starts them as it does)
+    assert "main" not in data
     assert data["stackConfigDir"] == "stacks"
     assert data["description"]
-    assert (mocks.REPO / data["main"] / "__main__.py").is_file()
+    assert (mocks.REPO / "__main__.py").is_file()
     assert sorted(p.name for p in (mocks.REPO / "stacks").glob("Pulumi.*.yaml")) == [
         "Pulumi.defra.yaml",
         "Pulumi.defradev.yaml",
     ]
 
 
-def test_the_project_is_found_from_the_program_directory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(mocks.REPO / "infra")  # where Pulumi starts a program whose main is infra/
+def test_the_project_is_found_from_a_directory_below_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(mocks.REPO / "infra")  # a working directory below the project
     project = find_project(None, "root_directory")  # an old CLI reports no usable root
     assert project.root == mocks.REPO
     assert project.stack_config_dir == mocks.REPO / "stacks"
-    assert project.main == mocks.REPO / "infra/"
+    assert project.main == mocks.REPO
 
 
 def test_a_broken_pulumi_yaml_is_one_line(tmp_path: Path) -> None:

@@ -1,14 +1,17 @@
-"""An in-process emulated vault that ``requests`` talks to, for the Key Vault client and provider tests.
+"""An in-process emulated vault that the real Azure SDK talks to, for the Key Vault client and provider tests.
 
-``VaultAdapter`` is a strict ``requests`` transport: a request for any other origin fails the test, every
-request is recorded, and faults can be scripted (throttle, unavailable, bad gateway, drop, lost response, TLS
-failure). Tokens are real JWTs minted by ``TestCredential`` and verified by the service's injected verifier, so
-the client's token handling runs against the same checks as behind the TLS server.
+``VaultAdapter`` is a strict wire for azure-core's ``RequestsTransport``: it replaces only the socket exchange
+of the client's own ``requests`` adapter (``_BoundedAdapter``), so the size cap and decompression run as over
+the network. A request for any other origin fails the test, every request is recorded, and faults can be
+scripted (throttle, unavailable, bad gateway, drop, lost response, TLS failure). Tokens are real JWTs minted by
+``TestCredential`` and verified by the service's injected verifier, so the SDK's challenge flow and the client's
+token handling run against the same checks as behind the TLS server.
 """
 
 from __future__ import annotations
 
 import http
+import io
 import json
 import time
 import uuid
@@ -19,14 +22,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
+import pytest
 import requests
+import urllib3
 from azure.core.credentials import AccessToken
-from requests.structures import CaseInsensitiveDict
+from azure.keyvault.certificates._shared import http_challenge_cache
 
 from adp_identity_emulator.http import Claims, EmuRequest, EmuResponse, Headers, InvalidToken, ServicePrincipal
 from adp_identity_emulator.keyvault import AUDIENCE, KeyVaultService, KeyVaultState
 from adp_identity_emulator.seed_model import ApplicationSeed, KeyVaultSeed, Seed, TenantSeed
-from providers.keyvault.client import KeyVaultCertificatesClient
+from providers._identity import TOKENS
+from providers.keyvault._transport import LOOPBACK_VAULTS_ENV, _BoundedAdapter
+from providers.keyvault.client import KeyVaultCertificatesClient, Limits
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VAULT_URL = "https://127.0.0.1:51443"
@@ -112,7 +119,7 @@ class TestCredential:
         self.calls: list[tuple[str, ...]] = []
         self.issued: list[str] = []
 
-    def get_token(self, *scopes: str, **_kwargs: Any) -> AccessToken:
+    def get_token(self, *scopes: str, **_kwargs: Any) -> AccessToken:  # the SDK passes tenant_id, enable_cae
         assert scopes == ("https://vault.azure.net/.default",), scopes
         self.calls.append(scopes)
         key = "wrong-key-wrong-key-wrong-key-0123456789" if len(self.calls) <= self.bad_first else _SIGNING_KEY
@@ -123,11 +130,13 @@ class TestCredential:
 
 @dataclass
 class Fault:
-    kind: str  # throttle | unavailable | bad_gateway | drop | lost_response | tls
+    kind: str  # throttle | unavailable | bad_gateway | drop | lost_response | tls | answer
     method: str | None = None
     path_contains: str | None = None
     retry_after: int | None = 1
     count: int = 1
+    status: int = 0  # answer: this status and these headers, before the vault sees the request
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -137,19 +146,18 @@ class Exchange:
     query: str
     status: int  # 0 when no answer reached the client
     fault: str | None = None
+    authorized: bool = False  # the request carried a bearer token
 
 
-@dataclass
-class VaultAdapter(requests.adapters.BaseAdapter):
-    """Routes ``requests`` to the in-process service of one origin; anything else fails the test."""
+class VaultAdapter(_BoundedAdapter):
+    """Answers ``requests`` from the in-process service of one origin; anything else fails the test."""
 
-    service: KeyVaultService
-    origin: str
-    exchanges: list[Exchange] = field(default_factory=list)
-    faults: list[Fault] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
+    def __init__(self, service: KeyVaultService, origin: str) -> None:
         super().__init__()
+        self.service = service
+        self.origin = origin
+        self.exchanges: list[Exchange] = []
+        self.faults: list[Fault] = []
 
     def script(self, kind: str, count: int = 1, **kwargs: Any) -> None:
         self.faults.append(Fault(kind, count=count, **kwargs))
@@ -161,17 +169,21 @@ class VaultAdapter(requests.adapters.BaseAdapter):
                 return fault
         return None
 
-    def send(self, request: requests.PreparedRequest, **_kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def _exchange(self, request: requests.PreparedRequest, **_kwargs: Any) -> requests.Response:
         url = urlsplit(request.url or "")
         origin = f"{url.scheme}://{url.netloc}"
         assert origin == self.origin, f"unexpected request to {origin}"
         method = (request.method or "GET").upper()
+        authorized = str(request.headers.get("Authorization", "")).lower().startswith("bearer ")
         fault = self._draw(method, url.path)
+        if fault is not None and fault.kind == "answer":
+            self.exchanges.append(Exchange(method, url.path, url.query, fault.status, fault.kind, authorized))
+            return self._response(request, EmuResponse.json(fault.status, {}, fault.headers))
         if fault is not None and fault.kind in ("drop", "tls"):
             self.exchanges.append(Exchange(method, url.path, url.query, 0, fault.kind))
             if fault.kind == "tls":
-                raise requests.exceptions.SSLError("certificate verify failed")
-            raise requests.ConnectionError("connection closed")
+                raise requests.exceptions.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+            raise requests.ConnectionError(urllib3.exceptions.ProtocolError("Connection aborted."))
         if fault is not None and fault.kind in ("throttle", "unavailable", "bad_gateway"):
             status = {"throttle": 429, "unavailable": 503, "bad_gateway": 502}[fault.kind]
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
@@ -185,26 +197,36 @@ class VaultAdapter(requests.adapters.BaseAdapter):
         answer = self.service.handle(EmuRequest(method, url.path, url.query, headers, raw, origin))
         if fault is not None and fault.kind == "lost_response":
             self.exchanges.append(Exchange(method, url.path, url.query, 0, fault.kind))
-            raise requests.ConnectionError("connection closed before the answer")
-        self.exchanges.append(Exchange(method, url.path, url.query, answer.status))
+            raise requests.ConnectionError(urllib3.exceptions.ProtocolError("Connection aborted."))
+        self.exchanges.append(Exchange(method, url.path, url.query, answer.status, authorized=authorized))
         return self._response(request, answer)
 
-    @staticmethod
-    def _response(request: requests.PreparedRequest, answer: EmuResponse) -> requests.Response:
-        resp = requests.Response()
-        resp.status_code = answer.status
-        resp.headers = CaseInsensitiveDict(answer.headers)
-        resp._content = answer.body
-        resp.url = request.url or ""
-        resp.request = request
-        resp.reason = http.HTTPStatus(answer.status).phrase
-        return resp
-
-    def close(self) -> None:
-        pass
+    def _response(self, request: requests.PreparedRequest, answer: EmuResponse) -> requests.Response:
+        """What urllib3 would hand requests for this answer: an unread, undecoded body."""
+        raw = urllib3.HTTPResponse(
+            body=io.BytesIO(answer.body),
+            headers=answer.headers,
+            status=answer.status,
+            reason=http.HTTPStatus(answer.status).phrase,
+            preload_content=False,
+            decode_content=False,
+        )
+        return self.build_response(request, raw)
 
     def count(self, method: str | None = None, path_contains: str = "") -> int:
         return sum(1 for e in self.exchanges if (method is None or e.method == method) and path_contains in e.path)
+
+
+def fresh_process_state() -> None:
+    """What a new provider-host process starts with: no cached token, no cached Key Vault challenge."""
+    TOKENS.clear()
+    http_challenge_cache.clear()
+
+
+@pytest.fixture
+def loopback_vaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Allow the in-process vault's loopback origin, as the emulator's exports do."""
+    monkeypatch.setenv(LOOPBACK_VAULTS_ENV, VAULT_URL)
 
 
 class InProcessVault:
@@ -233,14 +255,25 @@ class InProcessVault:
             session.mount(prefix, self.adapter)
         return session
 
-    def client(self, credential: Any = None, **kwargs: Any) -> KeyVaultCertificatesClient:
+    def client(self, credential: Any = None, **limits: Any) -> KeyVaultCertificatesClient:
+        """A client of this vault (its origin must be allowed: see the ``loopback_vaults`` fixture)."""
         return KeyVaultCertificatesClient(
             self.origin,
             credential or TestCredential(),
             session=self.session(),
             sleep=self.sleeps.append,
-            **kwargs,
+            limits=Limits(**limits),
         )
+
+    def start_create(self, name: str, subject: str = "CN=ADP-FFC-PayBatch") -> None:
+        """A create left in progress by an earlier, interrupted run (POSTed straight to the vault)."""
+        policy = {"x509_props": {"subject": subject, "validity_months": 12}, "issuer": {"name": "Self"}}
+        headers = Headers({"Authorization": f"Bearer {mint(PIPELINE)}"})
+        body = json.dumps({"policy": policy}).encode()
+        answer = self.service.handle(
+            EmuRequest("POST", f"/certificates/{name}/create", "api-version=7.5", headers, body, self.origin)
+        )
+        assert answer.status == 202, answer.body
 
     def workload_secret(self, name: str, version: str | None = None) -> EmuResponse:
         """What the workload (Secrets User) gets from ``GET /secrets/{name}[/{version}]``."""

@@ -1,4 +1,5 @@
-"""KeyVaultCertificatesClient against the emulated vault (in-process transport, real tokens, scripted faults)."""
+"""KeyVaultCertificatesClient (the Azure SDK underneath) against the emulated vault: in-process wire, real tokens,
+the SDK's own challenge flow, retry policy and create poller, scripted faults."""
 
 from __future__ import annotations
 
@@ -9,38 +10,55 @@ import sys
 from typing import Any
 
 import pytest
-import requests
 from cryptography import x509
 
 from providers import _identity
 from providers._identity import TOKENS
+from providers.keyvault import client as client_module
 from providers.keyvault.client import SCOPE, KeyVaultCertificatesClient, vault_origin
 from providers.keyvault.errors import (
     CertificateNotFound,
     ConnectionFailed,
     Forbidden,
-    KeyVaultError,
+    InvalidName,
+    MalformedResponse,
     OperationTimedOut,
     ServerError,
     Throttled,
     Unauthorized,
+    UntrustedOrigin,
 )
 from providers.keyvault.models import CertificatePolicy
 
-from .keyvault_support import READER, REPO_ROOT, InProcessVault, TestCredential
+from .keyvault_support import (
+    READER,
+    REPO_ROOT,
+    VAULT_URL,
+    InProcessVault,
+    TestCredential,
+    fresh_process_state,
+    loopback_vaults,  # noqa: F401 - the fixture
+)
 
 POLICY = CertificatePolicy("CN=ADP-FFC-PayBatch", 12, renew_before_days=30)
 NAME = "ffc-pay-batch-app-cert"
 
 
+pytestmark = pytest.mark.usefixtures("loopback_vaults")  # the in-process vault's origin, as the emulator lists it
+
+
 @pytest.fixture(autouse=True)
-def _fresh_token_cache() -> None:
-    TOKENS.clear()
+def _fresh_process() -> None:
+    fresh_process_state()
 
 
 @pytest.fixture
 def vault() -> InProcessVault:
     return InProcessVault()
+
+
+def _exchanges(vault: InProcessVault) -> list[tuple[str, str, int]]:
+    return [(e.method, e.path, e.status) for e in vault.adapter.exchanges]
 
 
 def _no_secret_requests(vault: InProcessVault) -> None:
@@ -69,13 +87,32 @@ def test_create_version_returns_the_issued_public_certificate(vault: InProcessVa
     _no_secret_requests(vault)
 
 
+def test_the_sdk_meets_key_vaults_challenge_first(vault: InProcessVault) -> None:
+    credential = TestCredential()
+    vault.client(credential).create_version(NAME, POLICY)
+    first, second = vault.adapter.exchanges[:2]
+    assert (first.method, first.path, first.status) == ("GET", f"/certificates/{NAME}/pending", 401)  # no token
+    assert (second.method, second.path, second.status) == ("GET", f"/certificates/{NAME}/pending", 404)
+    assert first.query == second.query == "api-version=7.5"
+    assert [e.status for e in vault.adapter.exchanges].count(401) == 1  # the challenge is cached afterwards
+    assert len(credential.calls) == 1
+
+
 def test_polls_pending_honouring_retry_after(vault: InProcessVault) -> None:
     vault.state.polls_before_completion = 3
     vault.state.retry_after_seconds = 7
     version = vault.client().create_version(NAME, POLICY)
     assert version.issued
     assert vault.sleeps == [7, 7, 7]
-    assert vault.adapter.count("GET", "/pending") == 5  # one before creating, four polls
+    path = f"/certificates/{NAME}"
+    assert _exchanges(vault) == [
+        ("GET", f"{path}/pending", 401),  # Key Vault's challenge (the SDK's first request carries no token)
+        ("GET", f"{path}/pending", 404),  # one before creating: nothing in progress
+        ("GET", f"{path}/versions", 200),
+        ("POST", f"{path}/create", 202),
+        *[("GET", f"{path}/pending", 200)] * 4,  # four polls, three of them in progress
+        ("GET", f"{path}/", 200),  # the SDK poller's final read of the new version
+    ]
 
 
 def test_poll_interval_is_capped(vault: InProcessVault) -> None:
@@ -96,12 +133,24 @@ def test_pending_wait_is_bounded_with_a_clear_error(vault: InProcessVault) -> No
     assert "\n" not in message
     assert f"certificate {NAME} is still being created after 20s" in message
     assert message.startswith("Key Vault 127.0.0.1:51443:")
+    assert vault.adapter.count("GET", "/pending") == 1 + 1 + 5  # challenge, one before creating, five polls
+
+
+@pytest.mark.parametrize("retry_after", [0, -5])
+def test_pending_wait_under_retry_after_zero_or_less_still_ends(vault: InProcessVault, retry_after: int) -> None:
+    vault.state.polls_before_completion = 10**6
+    vault.state.retry_after_seconds = retry_after
+    with pytest.raises(OperationTimedOut, match="still being created") as info:
+        vault.client(max_polls=7).create_version(NAME, POLICY)
+    assert "\n" not in str(info.value)
+    assert vault.sleeps == [1.0] * 6  # a zero or negative Retry-After waits the floor, and the polls are counted
+    assert vault.adapter.count("GET", "/pending") == 1 + 1 + 7  # challenge, one before creating, seven polls
 
 
 def test_waits_for_an_earlier_create_before_creating(vault: InProcessVault) -> None:
     vault.state.polls_before_completion = 1000
     client = vault.client()
-    client.begin_create(NAME, POLICY)  # a create left in progress by an earlier, interrupted run
+    vault.start_create(NAME)  # a create left in progress by an earlier, interrupted run
     vault.state.polls_before_completion = 0
     stored = vault.state.certificate(NAME)
     assert stored is not None and stored.operation is not None
@@ -121,12 +170,20 @@ def test_throttling_honours_retry_after(vault: InProcessVault) -> None:
 
 def test_throttling_beyond_the_budget_is_a_typed_error(vault: InProcessVault) -> None:
     vault.adapter.script("throttle", count=100, method="GET", retry_after=20)
-    client = vault.client(max_retry_wait=45)
+    client = vault.client()
     with pytest.raises(Throttled) as info:
         client.get_certificate(NAME)
-    assert vault.sleeps == [20, 20]
-    assert "gave up after waiting 40s" in str(info.value)
-    assert info.value.status == 429
+    assert vault.sleeps == [20, 20, 20, 20]  # Retry-After honoured, four resends at most
+    assert vault.adapter.count() == 5
+    assert "gave up after 5 requests and 80s of waiting" in str(info.value)
+    assert info.value.status == 429 and "\n" not in str(info.value)
+
+
+def test_a_long_retry_after_is_capped(vault: InProcessVault) -> None:
+    vault.adapter.script("throttle", count=1, method="GET", retry_after=3600)
+    with pytest.raises(CertificateNotFound):
+        vault.client().get_certificate(NAME)
+    assert vault.sleeps == [60.0]
 
 
 def test_unavailable_is_retried_with_backoff_when_no_retry_after(vault: InProcessVault) -> None:
@@ -227,7 +284,8 @@ def test_token_near_expiry_is_refreshed(vault: InProcessVault) -> None:
     client = vault.client(credential)
     for _ in range(3):
         client.list_versions(NAME)
-    assert len(credential.calls) == 3
+    # never reused: each call's check before its first request, and its request, fetch one each
+    assert len(credential.calls) == 6
 
 
 def test_vault_tokens_live_in_the_process_wide_cache_shared_with_dataverse(vault: InProcessVault) -> None:
@@ -261,27 +319,71 @@ def test_versions_follow_next_link(vault: InProcessVault) -> None:
     vault.adapter.exchanges.clear()
     listed = client.list_versions(NAME, page_size=2)
     assert [v.version for v in listed] == made
-    assert all(v.cer is None and v.x5t for v in listed)
+    assert all(v.cer is None and v.thumbprint for v in listed)
     assert vault.adapter.count("GET", "/versions") == 3
 
 
+REAL_VAULT = "https://kvtest01.vault.azure.net"  # a Key Vault host: the SDK verifies the challenge for it
+
+
 def test_next_link_to_another_host_is_refused() -> None:
-    class Adapter(requests.adapters.BaseAdapter):
-        def send(self, request: requests.PreparedRequest, **_: Any) -> requests.Response:  # type: ignore[override]
-            assert (request.url or "").startswith("https://kv.vault.azure.net/certificates/c/versions")
-            resp = requests.Response()
-            resp.status_code = 200
-            resp._content = b'{"value": [], "nextLink": "https://attacker.example/certificates/c/versions"}'
-            return resp
+    vault = InProcessVault(REAL_VAULT)
+    vault.state.misbehave("endless_next_link", next_origin="https://attacker.example", path_contains="/versions")
+    with pytest.raises(UntrustedOrigin, match=r"refusing a nextLink to another host: attacker\.example"):
+        vault.client().list_versions("c")
+    assert {e.path for e in vault.adapter.exchanges} == {"/certificates/c/versions"}  # the strict wire saw no other
 
-        def close(self) -> None:
-            pass
 
-    session = requests.Session()
-    session.mount("https://", Adapter())
-    client = KeyVaultCertificatesClient("https://kv.vault.azure.net", TestCredential(), session=session)
-    with pytest.raises(KeyVaultError, match=r"refusing a nextLink to another host: attacker\.example"):
-        client.list_versions("c")
+def test_a_real_vaults_challenge_must_name_key_vault_or_no_token_is_sent() -> None:
+    """For *.vault.azure.net the SDK's verify_challenge_resource stays on: a challenge naming another resource
+    (a spoofed vault asking for a token of another audience) is refused, and no request carries a token."""
+    vault = InProcessVault(REAL_VAULT)
+    challenge = 'Bearer authorization="https://login.windows.net/x", resource="https://attacker.example"'
+    vault.adapter.script("answer", status=401, headers={"WWW-Authenticate": challenge})
+    credential = TestCredential()
+    with pytest.raises(UntrustedOrigin, match="challenge names another resource") as info:
+        vault.client(credential).get_certificate(NAME)
+    assert "\n" not in str(info.value)
+    assert [(e.status, e.authorized) for e in vault.adapter.exchanges] == [(401, False)]
+
+
+def test_a_real_vault_works_with_the_challenge_verified() -> None:
+    vault = InProcessVault(REAL_VAULT)
+    client = vault.client()
+    assert client.create_version(NAME, POLICY).issued
+    assert [e.authorized for e in vault.adapter.exchanges] == [False] + [True] * (len(vault.adapter.exchanges) - 1)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["x/../../secrets/some-secret", "../secrets/s", "a%2Fb", "a b", "", "x" * 128, "naïve"],
+)
+def test_names_are_validated_on_every_call_before_any_request(vault: InProcessVault, name: str) -> None:
+    client = vault.client()
+    calls = [
+        lambda: client.get_certificate(name),
+        lambda: client.get_certificate(NAME, name),
+        lambda: client.list_versions(name),
+        lambda: client.set_enabled(name, "0" * 32, False),
+        lambda: client.set_enabled(NAME, name, False),
+        lambda: client.get_operation(name),
+        lambda: client.create_version(name, POLICY),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidName, match="refusing to send it") as info:
+            call()
+        assert "\n" not in str(info.value)
+    assert vault.adapter.exchanges == []
+
+
+def test_path_segments_are_quoted_with_no_safe_characters(
+    vault: InProcessVault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind the name check, the SDK quotes every path segment with ``safe=""``: '/' cannot make a new segment."""
+    monkeypatch.setattr(client_module, "check_name", lambda name, **_: name)  # the first guard removed
+    with pytest.raises(Exception):  # noqa: B017 - the emulated vault refuses the name (400)
+        vault.client().get_certificate("x/../../secrets/some-secret")
+    assert {e.path for e in vault.adapter.exchanges} == {"/certificates/x%2F..%2F..%2Fsecrets%2Fsome-secret/"}
 
 
 def test_disable_a_version(vault: InProcessVault) -> None:
@@ -312,6 +414,37 @@ def test_vault_origin_requires_https() -> None:
 def test_vault_name_in_messages() -> None:
     client = KeyVaultCertificatesClient("https://sndadpinfkv1401.vault.azure.net", TestCredential())
     assert client.vault == "sndadpinfkv1401"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://attacker.example",
+        "https://vault.azure.net.attacker.example",
+        "https://kv.vault.azure.net.attacker.example",
+        "https://a.b.vault.azure.net",
+        "https://kv.vault.azure.net:8443",
+        "https://127.0.0.1:51444",  # loopback, but not the origin the emulator listed
+        "https://localhost:51443",
+    ],
+)
+def test_the_vault_token_is_bound_to_key_vault(url: str) -> None:
+    credential = TestCredential()
+    with pytest.raises(UntrustedOrigin, match="the vault token is sent to Key Vault only") as info:
+        KeyVaultCertificatesClient(url, credential)
+    assert "\n" not in str(info.value)
+    assert credential.calls == []  # no token was even asked for
+
+
+def test_a_loopback_vault_needs_the_emulators_listing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ADP_IDENTITY_LOOPBACK_VAULTS")
+    with pytest.raises(UntrustedOrigin, match="ADP_IDENTITY_LOOPBACK_VAULTS"):
+        KeyVaultCertificatesClient(VAULT_URL, TestCredential())
+    monkeypatch.setenv("ADP_IDENTITY_LOOPBACK_VAULTS", f"https://attacker.example {VAULT_URL}/")
+    assert KeyVaultCertificatesClient(VAULT_URL, TestCredential()).vault_url == VAULT_URL
+    monkeypatch.setenv("ADP_IDENTITY_LOOPBACK_VAULTS", "https://attacker.example")  # never widens to a real host
+    with pytest.raises(UntrustedOrigin):
+        KeyVaultCertificatesClient("https://attacker.example", TestCredential())
 
 
 @pytest.mark.parametrize(
@@ -351,7 +484,8 @@ def test_default_credential_is_lazy_and_private_authorities_skip_instance_discov
 
 def test_client_module_does_not_import_pulumi() -> None:
     code = (
-        "import sys, providers.keyvault, providers.keyvault.client, providers.keyvault.slots; "
+        "import sys, providers.keyvault, providers.keyvault.client, providers.keyvault.slots, "
+        "providers.keyvault.rotation, providers.keyvault._transport; "
         "assert not [m for m in sys.modules if m == 'pulumi' or m.startswith('pulumi.')], 'pulumi imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=60)
@@ -360,6 +494,54 @@ def test_client_module_does_not_import_pulumi() -> None:
 def test_server_error_after_budget_is_typed(vault: InProcessVault) -> None:
     vault.adapter.script("unavailable", count=100, method="GET", retry_after=30)
     with pytest.raises(ServerError) as info:
-        vault.client(max_retry_wait=60).get_certificate(NAME)
+        vault.client().get_certificate(NAME)
     assert info.value.status == 503
-    assert vault.sleeps == [30, 30]
+    assert vault.sleeps == [30, 30, 30, 30]
+    assert "gave up after 5 requests and 120s of waiting" in str(info.value)
+
+
+# -- malformed answers are typed (issue 9 §2) ---------------------------------------------------------------------
+
+MALFORMED_BODIES = [
+    "not json",
+    '{"id": "https://127.0.0.1:51443/certificates/c/0',  # cut short
+    "[]",
+    '"a string"',
+    "{}",
+    '{"id": 5}',
+    '{"id": "not a url"}',
+    '{"id": "https://127.0.0.1:51443/certificates/c/0", "attributes": [], "x5t": 7, "cer": {}}',
+    '{"value": 3, "nextLink": 7}',
+    '{"value": [{"id": null}]}',
+    '{"status": null}',
+    '{"status": 5, "error": "x"}',
+]
+
+
+@pytest.mark.parametrize("body", MALFORMED_BODIES)
+@pytest.mark.parametrize("call", ["get_certificate", "get_version", "list_versions", "get_operation", "set_enabled"])
+def test_a_malformed_200_is_a_typed_one_line_error(vault: InProcessVault, call: str, body: str) -> None:
+    client = vault.client()
+    version = client.create_version("c", POLICY).version
+    vault.state.misbehave(status=200, headers={"Content-Type": "application/json"}, body=body)
+    calls = {
+        "get_certificate": lambda: client.get_certificate("c"),
+        "get_version": lambda: client.get_certificate("c", version),
+        "list_versions": lambda: client.list_versions("c"),
+        "get_operation": lambda: client.get_operation("c"),
+        "set_enabled": lambda: client.set_enabled("c", version, False),
+    }
+    with pytest.raises(MalformedResponse) as info:
+        calls[call]()
+    message = str(info.value)
+    assert message.startswith("Key Vault 127.0.0.1:51443: ") and "\n" not in message
+    assert body not in message  # the body is not echoed
+
+
+@pytest.mark.parametrize("body", ["not json", "{}", '{"status": null}', "[]"])
+def test_a_malformed_pending_answer_during_create_is_typed(vault: InProcessVault, body: str) -> None:
+    vault.state.polls_before_completion = 1
+    vault.state.misbehave(status=200, body=body, method="GET", path_contains="/pending", count=None)
+    client = vault.client()
+    with pytest.raises(MalformedResponse):
+        client.create_version("c", POLICY)

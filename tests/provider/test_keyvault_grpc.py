@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,11 @@ from typing import Any
 import pytest
 import requests
 
-from adp_identity_emulator import Emulator
+from adp_identity_emulator import DEFAULT_SEED, Emulator, load_seed
 from adp_identity_emulator.keyvault import KeyVaultState
+from adp_identity_sandbox.provider_host import UNKNOWN, ProviderCallError, ProviderHost
 from providers.keyvault.provider import TYPE_TOKEN, KeyVaultCertificateProvider
 
-from .grpc_host import UNKNOWN, ProviderCallError, ProviderHost
 from .keyvault_support import EMULATOR_PIPELINE as PIPELINE
 from .keyvault_support import EMULATOR_SEED as SEED
 from .keyvault_support import EMULATOR_VAULT as VAULT
@@ -192,8 +193,69 @@ def test_errors_reach_the_engine_as_one_line(harness: Harness, host: ProviderHos
     assert "eyJ" not in info.value.details  # no JWT anywhere in what the engine shows
 
 
+def test_a_vault_that_throttles_for_ever_fails_the_create_in_one_line_within_bounds(
+    harness: Harness, host: ProviderHost
+) -> None:
+    """THE key test (issue 9): 429 with Retry-After: 0 for ever, the provider in Pulumi's own host, production
+    limits. The hand-written client sent 238,165 requests in 150 s and was still retrying."""
+    inputs = host.check(_inputs(harness, certificate_name="throttled-cert")).inputs
+    harness.emulator.log.clear()
+    harness.vault.misbehave(status=429, headers={"Retry-After": "0"}, body='{"error": {"code": "Throttled"}}')
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProviderCallError) as info:
+            host.create(inputs)
+    finally:
+        harness.vault.behave()
+    elapsed = time.monotonic() - started
+    requests_sent = harness.emulator.log.count(service="keyvault")
+    last = info.value.last_line
+    assert last.startswith("providers.keyvault.errors.Throttled: Key Vault 127.0.0.1:")
+    assert "/certificates/throttled-cert/pending answered 429 Throttled" in last
+    assert "(gave up after 6 requests and 15s of waiting)" in last
+    assert requests_sent == 1 + 5  # the challenge, then the first request and four resends (1, 2, 4, 8 s apart)
+    assert elapsed < 30, elapsed
+    assert harness.vault.certificate("throttled-cert") is None
+    assert "eyJ" not in info.value.details
+
+
+def test_a_serialized_provider_from_todays_state_loads_and_works_in_the_host(harness: Harness) -> None:
+    blob = (Path(__file__).parent / "fixtures" / "keyvault_provider.serialized").read_text().strip()
+    with ProviderHost(KeyVaultCertificateProvider(), env=harness.env, type_token=TYPE_TOKEN) as host:
+        host.provider_blob = blob  # what Pulumi state written by the hand-written client's code holds
+        host.configure({})
+        inputs = host.check(_inputs(harness, certificate_name="state-cert")).inputs
+        id_, outs = host.create(inputs)
+        assert id_.endswith("/certificates/state-cert") and outs["slot_b"]["version"] == outs["current_version"]
+        assert host.read(id_, outs, inputs)[1] == outs
+
+
 def test_read_of_a_missing_certificate_reports_it_gone(harness: Harness, host: ProviderHost) -> None:
     id_, outs, _ = host.read(
         f"{harness.vault_url}/certificates/never-made", _inputs(harness, certificate_name="never-made")
     )
     assert id_ == "" and outs == {}
+
+
+def test_tenant_isolation_over_grpc(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A DefraDev credential at the Defra vault is refused with no Key Vault request; its own vault works."""
+    with Emulator(load_seed(DEFAULT_SEED), state_dir=tmp_path_factory.mktemp("kv-tenants-grpc")) as emulator:
+        env = emulator.credential_env("DefraDev")
+        defra, dev = emulator.tenant("Defra").id, emulator.tenant("DefraDev").id
+        with ProviderHost(KeyVaultCertificateProvider(), env=env, type_token=TYPE_TOKEN) as host:
+            host.configure({})
+            base = {"certificate_name": NAME, "subject": "CN=ADP-FFC-PayBatch"}
+            wrong = host.check({**base, "vault_url": emulator.key_vault_url("prdadpinfkv1401"), "tenant_id": defra})
+            assert wrong.failures == []
+            emulator.log.clear()
+            with pytest.raises(ProviderCallError) as info:
+                host.create(wrong.inputs)
+            last = info.value.last_line
+            assert last.startswith("providers.keyvault.errors.TenantMismatch: Key Vault 127.0.0.1:")
+            assert f"belongs to tenant {defra}, but the credential signs in to tenant {dev}" in last
+            assert emulator.log.count(service="keyvault") == 0
+
+            own = host.check({**base, "vault_url": emulator.key_vault_url("sndadpinfkv1401"), "tenant_id": dev})
+            _, outs = host.create(own.inputs)
+            assert outs["tenant_id"] == dev and outs["slot_a"] and outs["slot_b"]
+            assert emulator.log.count(service="keyvault", env="prdadpinfkv1401") == 0

@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import pickle
+from pathlib import Path
 from typing import Any
 
 import dill
@@ -15,12 +16,19 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 
 import providers.keyvault.provider as provider_module
-from providers._identity import TOKENS
+from providers.keyvault.errors import InvalidName, TenantMismatch
 from providers.keyvault.models import CertificatePolicy
 from providers.keyvault.provider import KeyVaultCertificateProvider
 from providers.keyvault.slots import shortest_days
 
-from .keyvault_support import VAULT_URL, InProcessVault, body_of
+from .keyvault_support import (
+    TENANT,
+    VAULT_URL,
+    InProcessVault,
+    body_of,
+    fresh_process_state,
+    loopback_vaults,  # noqa: F401 - the fixture
+)
 
 T0 = dt.datetime(2026, 3, 1, 8, 0, 0, tzinfo=dt.UTC)
 NAME = "ffc-pay-batch-app-cert"
@@ -49,9 +57,12 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return clock
 
 
+pytestmark = pytest.mark.usefixtures("loopback_vaults")  # the in-process vault's origin, as the emulator lists it
+
+
 @pytest.fixture
 def vault(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> InProcessVault:
-    TOKENS.clear()
+    fresh_process_state()
     vault = InProcessVault()
     vault.state.clock = clock  # the vault issues certificates at the same "now" the provider sees
     monkeypatch.setitem(provider_module._CLIENTS.clients, VAULT_URL, vault.client())
@@ -75,6 +86,10 @@ def _assert_public_only(outs: Any) -> None:
 
 
 # -- check -------------------------------------------------------------------------------------------------------
+
+
+OTHER_TENANT = "770a2450-0227-4c62-90c7-4e38537f1102"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_check_normalises(provider: KeyVaultCertificateProvider) -> None:
@@ -116,6 +131,8 @@ def test_check_refuses_unknown_properties_as_the_dataverse_provider_does(provide
         ("vault_url", "http://kv.vault.azure.net", "must be an https URL"),
         ("vault_url", "https://user:pw@kv.vault.azure.net", "must not carry credentials"),
         ("vault_url", None, "must be the vault's https URL"),
+        ("vault_url", "https://attacker.example", "the vault token is sent to Key Vault only"),
+        ("vault_url", "https://127.0.0.1:51444", "must be listed in ADP_IDENTITY_LOOPBACK_VAULTS"),
         ("certificate_name", "ffc_pay", "1-127 letters, digits or '-'"),
         ("certificate_name", "x" * 128, "1-127"),
         ("certificate_name", "", "1-127"),
@@ -212,10 +229,8 @@ def test_create_retried_after_both_versions_exist_creates_nothing(
 def test_create_waits_for_a_create_left_in_progress(
     provider: KeyVaultCertificateProvider, vault: InProcessVault
 ) -> None:
-    client = provider_module._CLIENTS.clients[VAULT_URL]
     vault.state.polls_before_completion = 2
-    client.begin_create(NAME, CertificatePolicy("CN=ADP-FFC-PayBatch", 12))
-    vault.state.polls_before_completion = 0
+    vault.start_create(NAME)  # left in progress by an interrupted run
     outs = provider.create(dict(INPUTS)).outs
     assert outs is not None
     versions = _versions(vault)
@@ -469,7 +484,85 @@ def test_delete_of_a_missing_certificate_succeeds(provider: KeyVaultCertificateP
     provider.delete(ID, {})  # only the id: the vault and name come from it
 
 
+# -- what state holds is validated on every call (issue 10: path traversal from state) ----------------------------
+
+
+TRAVERSAL = "x/../../secrets/some-secret"
+
+
+@pytest.mark.parametrize("where", ["props", "id"])
+@pytest.mark.parametrize("call", ["read", "delete"])
+def test_a_traversing_name_from_state_is_refused_with_no_request(
+    provider: KeyVaultCertificateProvider, vault: InProcessVault, where: str, call: str
+) -> None:
+    props = {**INPUTS, "certificate_name": TRAVERSAL} if where == "props" else {}
+    id_ = f"{VAULT_URL}/certificates/{TRAVERSAL}"
+    with pytest.raises(ValueError, match="1-127 letters, digits or '-'"):
+        getattr(provider, call)(id_, props)
+    assert vault.adapter.exchanges == []
+
+
+def test_a_traversing_version_from_state_is_refused_with_no_request(
+    provider: KeyVaultCertificateProvider, vault: InProcessVault
+) -> None:
+    olds = _created(provider)
+    vault.adapter.exchanges.clear()
+    olds["slot_a"] = {**olds["slot_a"], "version": "../../secrets/some-secret"}
+    with pytest.raises(InvalidName, match="refusing to send it"):
+        provider.read(ID, olds)
+    assert all("/secrets" not in e.path for e in vault.adapter.exchanges)
+    assert [e.path for e in vault.adapter.exchanges] == [f"/certificates/{NAME}/"]  # only the latest was read
+
+
+# -- tenant isolation (contract tenant_id) -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["create", "read", "update", "delete"])
+def test_a_credential_of_another_tenant_is_refused_before_any_request(
+    provider: KeyVaultCertificateProvider, vault: InProcessVault, call: str
+) -> None:
+    inputs = {**INPUTS, "tenant_id": OTHER_TENANT}
+    with pytest.raises(TenantMismatch) as info:
+        if call == "create":
+            provider.create(inputs)
+        elif call == "update":
+            provider.update(ID, inputs, inputs)
+        else:
+            getattr(provider, call)(ID, inputs)
+    assert str(info.value) == (
+        f"Key Vault 127.0.0.1:51443 belongs to tenant {OTHER_TENANT}, but the credential signs in to tenant "
+        f"{TENANT}; use the identity of that tenant (AZURE_TENANT_ID / the pipeline's service connection)"
+    )
+    assert vault.adapter.exchanges == []
+
+
+def test_the_vaults_own_tenant_works_and_is_kept_in_state(
+    provider: KeyVaultCertificateProvider, vault: InProcessVault
+) -> None:
+    outs = provider.create({**INPUTS, "tenant_id": TENANT.upper()}).outs
+    assert outs is not None and outs["tenant_id"] == TENANT
+    assert provider.read(ID, dict(outs)).outs == outs
+    assert provider.diff(ID, outs, {**INPUTS, "tenant_id": OTHER_TENANT}).changes is False  # guards, never a diff
+
+
 # -- serialization ---------------------------------------------------------------------------------------------
+
+
+def test_a_provider_serialized_by_todays_state_still_loads_and_works(
+    provider: KeyVaultCertificateProvider, vault: InProcessVault
+) -> None:
+    """``fixtures/keyvault_provider.serialized`` is ``serialize_provider(KeyVaultCertificateProvider())`` as the
+    hand-written client's code wrote it into Pulumi state (captured at 9f5c605, pulumi 3.272.0, dill 0.4.1)."""
+    blob = (FIXTURES / "keyvault_provider.serialized").read_text().strip()
+    raw = base64.b64decode(blob)
+    assert b"providers.keyvault.provider" in raw and b"KeyVaultCertificateProvider" in raw
+    loaded = dill.loads(raw)
+    assert type(loaded) is KeyVaultCertificateProvider
+    assert loaded.check({}, dict(INPUTS)).failures == []
+    outs = loaded.create(dict(INPUTS)).outs
+    assert outs is not None and outs["slot_a"]["version"] == _versions(vault)[0]
+    assert loaded.read(ID, dict(outs)).outs == outs
+    assert serialize_provider(provider) == blob  # and today's code writes the same bytes
 
 
 def test_provider_is_serialized_by_reference_with_nothing_on_it() -> None:

@@ -29,7 +29,10 @@ BATCH = "stacks/defradev/ffc-pay-batch.yaml"
 AHWR = "stacks/defradev/ahwr-claims.yaml"
 PROD_WEB = "stacks/defra/ffc-pay-web.yaml"
 TENANT = "config.adp-identity:tenant"
-ROLE_NAME = "a Dataverse security role name: 1..100 printable characters, no leading or trailing spaces"
+ROLE_NAME = (
+    "a Dataverse security role name: 1..100 characters, words separated by single spaces; no tab, no-break space"
+    " or invisible character"
+)
 DNS_LABEL = "a DNS-1123 label: a-z, 0-9 and '-', starting and ending with a letter or digit, at most 63 characters"
 DNS_SUBDOMAIN = (
     "a DNS-1123 subdomain: dot-separated labels of a-z, 0-9 and '-', each starting and ending with a letter"
@@ -60,6 +63,7 @@ class Expect:
     message: str
     allowed: str
     line: int | None = None  # asserted when given
+    rule: str | None = None  # the platform rule the error enforces (adp_identity.rules)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class Case:
     edits: tuple[Edit, ...]
     expected: tuple[Expect, ...]
     stack: str | None = None
+    warning_in_pull_request: bool = False  # an error only with --strict (deploy); a warning in a pull request
 
 
 def replace(rel: str, old: str, new: str) -> Edit:
@@ -188,7 +193,7 @@ CASES: tuple[Case, ...] = (
             Expect(
                 WEB,
                 "dataverse[1].security_roles",
-                "required key is missing",
+                "required key is missing: add `security_roles: [<role>, ...]`",
                 "Security role names (of that business unit), at least one.",
             ),
             Expect(WEB, "dataverse[1].security_role", "unknown key, did you mean 'security_roles'?", ACCESS_KEYS),
@@ -202,7 +207,7 @@ CASES: tuple[Case, ...] = (
     Case(
         "missing-required-key",
         (replace(WEB, "team: ffc-payments\n", ""),),
-        (Expect(WEB, "team", "required key is missing", KEBAB),),
+        (Expect(WEB, "team", "required key is missing: add `team: <owning team>`", KEBAB),),
     ),
     Case(
         "number-instead-of-string",
@@ -240,7 +245,7 @@ CASES: tuple[Case, ...] = (
             Expect(
                 AHWR,
                 "workload_identity.federations[0].namespace",
-                "'AHWR_Claims' is not a Kubernetes namespace (DNS-1123 label)",
+                "'AHWR_Claims' is not a Kubernetes namespace (DNS-1123 label); did you mean 'ahwr-claims'?",
                 DNS_LABEL,
             ),
         ),
@@ -264,7 +269,8 @@ CASES: tuple[Case, ...] = (
             Expect(
                 AHWR,
                 "workload_identity.federations[0].service_account",
-                "'ahwr-claims-' is not a Kubernetes service account name (DNS-1123 subdomain)",
+                "'ahwr-claims-' is not a Kubernetes service account name (DNS-1123 subdomain); did you mean"
+                " 'ahwr-claims'?",
                 DNS_SUBDOMAIN,
             ),
         ),
@@ -276,8 +282,9 @@ CASES: tuple[Case, ...] = (
             Expect(
                 BATCH,
                 "app_registration.certificate.validity_months",
-                "13 is too large",
-                "Certificate validity in months, 1..12.",
+                "a certificate valid 13 months",
+                "1..12 months (certificates are valid at most a year)",
+                rule="certificate-lifetime",
             ),
         ),
     ),
@@ -288,8 +295,9 @@ CASES: tuple[Case, ...] = (
             Expect(
                 BATCH,
                 "app_registration.certificate.renew_before_days",
-                "30 days is not shorter than the certificate validity (1 month)",
+                "renewal 30 days before expiry is not inside the certificate validity (1 month)",
                 "1..27 days (validity_months x 27, Key Vault's limit)",
+                rule="certificate-lifetime",
             ),
         ),
     ),
@@ -343,7 +351,14 @@ CASES: tuple[Case, ...] = (
     Case(
         "bad-secret-name",
         (replace(WEB, "  - session-cookie-password", "  - Session_Cookie"),),
-        (Expect(WEB, "key_vault_secrets[0]", "'Session_Cookie' is not a lower-kebab name", KEBAB),),
+        (
+            Expect(
+                WEB,
+                "key_vault_secrets[0]",
+                "'Session_Cookie' is not a lower-kebab name; did you mean 'session-cookie'?",
+                KEBAB,
+            ),
+        ),
     ),
     # --- a service against its stack and its neighbours ---------------------------------------------------
     Case(
@@ -422,8 +437,10 @@ CASES: tuple[Case, ...] = (
             Expect(
                 WEB,
                 "dataverse[0].principal",
-                "app_registration, but the service declares no app_registration",
+                "app_registration, but the service declares no app_registration: the application user would be"
+                " bound to an identity the stack does not declare",
                 "managed_identity, or add an app_registration block to the service",
+                rule="application-user-identity-in-tenant",
             ),
         ),
     ),
@@ -442,6 +459,7 @@ CASES: tuple[Case, ...] = (
                 "dataverse[1].security_roles[0]",
                 "role 'System Administrator' is forbidden in production environment 'prd'",
                 "roles other than System Administrator, System Customizer (policy.forbidden_roles_in_production)",
+                rule="no-privileged-role-in-production",
             ),
         ),
     ),
@@ -452,8 +470,10 @@ CASES: tuple[Case, ...] = (
             Expect(
                 AHWR,
                 "workload_identity.federations[0].clusters[1]",
-                "unknown AKS cluster 'DEVADPINFAK1409'",
+                "unknown AKS cluster 'DEVADPINFAK1409': no issuer of stack 'defradev' would trust it; did you mean"
+                " 'DEVADPINFAK1401'?",
                 "clusters of stack 'defradev': SNDADPINFAK1401, SNDADPINFAK1402, DEVADPINFAK1401",
+                rule="federated-credential-subject",
             ),
         ),
     ),
@@ -508,11 +528,15 @@ CASES: tuple[Case, ...] = (
             Expect(
                 WEB,
                 "key_vault_secrets[0]",
-                f"no secure config value 'adp-identity:secret-ffc-pay-web-session-cookie-password' in {DEV}",
-                "an encrypted value: pulumi config set --secret --stack defradev"
-                " secret-ffc-pay-web-session-cookie-password",
+                f"no secure config value 'adp-identity:secret-ffc-pay-web-session-cookie-password' in {DEV} yet:"
+                " the platform team (or the pipeline's deployer) sets it on this branch, and deploy (validate"
+                " --strict) refuses the tree until then",
+                "an encrypted value, set with `pulumi config set --secret --stack defradev"
+                " secret-ffc-pay-web-session-cookie-password`",
+                rule="key-vault-secret-from-secret-config",
             ),
         ),
+        warning_in_pull_request=True,
     ),
     Case(
         "plaintext-secret",
@@ -529,6 +553,7 @@ CASES: tuple[Case, ...] = (
                 "config.adp-identity:secret-ffc-pay-web-session-cookie-password",
                 "plaintext value; secret values must be encrypted",
                 f"{SECRET_SETTER} secret-ffc-pay-web-session-cookie-password",
+                rule="key-vault-secret-from-secret-config",
             ),
         ),
     ),
@@ -546,7 +571,7 @@ CASES: tuple[Case, ...] = (
             Expect(
                 DEV,
                 "config.adp-identity:secret-ahwr-claims-sms-api-key",
-                "no service declares this secret",
+                "no service declares this secret; did you mean 'adp-identity:secret-ahwr-claims-notify-api-key'?",
                 "secret-<service>-<name> for a name listed in that service's key_vault_secrets",
             ),
         ),
@@ -738,8 +763,8 @@ def test_broken_tree_is_refused_with_exactly_the_expected_errors(case: Case, tmp
     with pytest.raises(DesiredStateErrors) as raised:
         load_tree(stacks, case.stack)
     errors = raised.value.errors
-    assert [(e.file, e.key_path, e.message, e.allowed) for e in errors] == [
-        (x.file, x.key_path, x.message, x.allowed) for x in case.expected
+    assert [(e.file, e.key_path, e.message, e.allowed, e.rule) for e in errors] == [
+        (x.file, x.key_path, x.message, x.allowed, x.rule) for x in case.expected
     ]
     for error, expected in zip(errors, case.expected, strict=True):
         if expected.line is not None:
@@ -747,7 +772,8 @@ def test_broken_tree_is_refused_with_exactly_the_expected_errors(case: Case, tmp
         rendered = str(error)
         assert "\n" not in rendered
         where = f"{error.file}:{error.line}" if error.line else error.file
-        assert rendered == f"{where}: {error.key_path}: {error.message}; allowed: {error.allowed}"
+        rule = f" [rule {error.rule}]" if error.rule else ""
+        assert rendered == f"{where}: {error.key_path}: {error.message}; allowed: {error.allowed}{rule}"
     assert str(raised.value).splitlines() == [str(e) for e in errors]
 
 

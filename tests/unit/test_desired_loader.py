@@ -148,9 +148,11 @@ def test_every_error_of_a_tree_is_reported_together(tmp_path: Path) -> None:
         (DEV, "config.adp-identity:tenant.name"),
         (AHWR, "workload_identity.federations[0].namespace"),
         ("stacks/defradev/ffc-pay-batch.yaml", "(document)"),
-        # the environment check needs valid tenant settings: it waits until the tenant name is fixed
+        # the tenant name is wrong, but its environments are valid: the unknown environment is reported in the
+        # same run (issue 11), not after the name is fixed
+        (WEB, "dataverse[1].environment"),
     ]
-    assert raised.value.files_checked == 8
+    assert raised.value.files_checked == 9  # 2 stack files, 6 service files, the exceptions file
 
 
 def test_environment_checked_once_tenant_settings_are_valid(tmp_path: Path) -> None:
@@ -220,7 +222,7 @@ def test_pulumi_config_refuses_a_secret_that_is_not_secret() -> None:
     assert [str(e) for e in raised.value.errors] == [
         f"Pulumi.defradev.yaml (Pulumi config): config.{key}: plaintext value; secret values must be encrypted; "
         "allowed: secure: <ciphertext>, written by pulumi config set --secret --stack defradev "
-        "secret-ffc-pay-batch-sftp-password"
+        "secret-ffc-pay-batch-sftp-password [rule key-vault-secret-from-secret-config]"
     ]
     assert "hunter2" not in str(raised.value)
 
@@ -239,7 +241,8 @@ def test_pulumi_config_reports_missing_secret_and_bad_tenant_together() -> None:
             "stacks/defradev/ahwr-claims.yaml",
             "key_vault_secrets[0]",
             "no secure config value 'adp-identity:secret-ahwr-claims-notify-api-key' in "
-            "Pulumi.defradev.yaml (Pulumi config)",
+            "Pulumi.defradev.yaml (Pulumi config) yet: the platform team (or the pipeline's deployer) sets it on this"
+            " branch, and deploy (validate --strict) refuses the tree until then",
         ),
     ]
 
@@ -263,3 +266,59 @@ def test_pulumi_config_without_tenant_settings() -> None:
     assert [(e.key_path, e.message) for e in raised.value.errors] == [
         ("config.adp-identity:tenant", "required key is missing")
     ]
+
+
+# --- who owns the workload identity (issue 7 §1, schema) ------------------------------------------------------
+
+
+def test_workload_identity_owner_defaults_to_adp_identity() -> None:
+    for state in load_tree(STACKS).values():
+        assert state.tenant.workload_identity_owner == "adp-identity"
+        assert {spec.workload_identity.owner for spec in state.services.values()} == {"adp-identity"}
+
+
+def test_the_stack_default_applies_where_a_service_sets_no_owner(tmp_path: Path) -> None:
+    edits = (
+        replace(DEV, "    workload_identity_owner: adp-identity", "    workload_identity_owner: platform"),
+        replace(AHWR, "workload_identity:\n", "workload_identity:\n  owner: adp-identity\n"),
+    )
+    stacks = make_tree(tmp_path, edits)
+    state = load_tree(stacks)["defradev"]
+    owners = {name: spec.workload_identity.owner for name, spec in state.services.items()}
+    assert owners == {"ahwr-claims": "adp-identity", "ffc-pay-batch": "platform", "ffc-pay-web": "platform"}
+    # the Pulumi program's way in gives the same effective owners
+    values, secret_keys = _pulumi_config_of(stacks, "defradev")
+    assert desired_state_from_pulumi_config("defradev", values, secret_keys, stacks) == state
+
+
+def _pulumi_config_of(stacks: Path, stack: str) -> tuple[dict[str, Any], set[str]]:
+    config = read_yaml(stacks / f"Pulumi.{stack}.yaml").data["config"]
+    values: dict[str, Any] = {}
+    secret_keys: set[str] = set()
+    for key, value in config.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            values[key], secret_keys = "decrypted", secret_keys | {key}
+        else:
+            values[key] = json.dumps(value) if isinstance(value, dict) else str(value)
+    return values, secret_keys
+
+
+def test_an_unknown_owner_is_refused(tmp_path: Path) -> None:
+    edits = (
+        replace(WEB, "workload_identity:\n", "workload_identity:\n  owner: aso\n"),
+        replace(DEV, "    workload_identity_owner: adp-identity", "    workload_identity_owner: ADP"),
+    )
+    with pytest.raises(DesiredStateErrors) as raised:
+        load_tree(make_tree(tmp_path, edits), "defradev")
+    assert [(e.key_path, e.message, e.allowed) for e in raised.value.errors] == [
+        ("config.adp-identity:tenant.workload_identity_owner", "'ADP' is not allowed", "'platform' or 'adp-identity'"),
+        ("workload_identity.owner", "'aso' is not allowed", "'platform' or 'adp-identity'"),
+    ]
+
+
+def test_the_service_schema_offers_the_owner_without_a_fixed_default() -> None:
+    schema = json.loads((REPO / "schemas" / "service.schema.json").read_text(encoding="utf-8"))
+    owner = schema["$defs"]["WorkloadIdentitySpec"]["properties"]["owner"]
+    assert owner["enum"] == ["platform", "adp-identity"] and "default" not in owner
+    tenant = json.loads((REPO / "schemas" / "tenant-settings.schema.json").read_text(encoding="utf-8"))
+    assert tenant["properties"]["workload_identity_owner"]["default"] == "adp-identity"

@@ -1,4 +1,5 @@
-"""Drift detection without a network: identities files, environment overrides, targets, comparison, the report.
+"""Drift without a network: identities files, environment overrides, targets, reading, and the report as a view
+of reconcile's plan.
 
 Reading is exercised here through a strict in-memory reader (any write, or a read the code should not need,
 fails the test); the same code runs over HTTPS against the emulator in tests/emulator/test_cli_plan_audit.py.
@@ -22,21 +23,22 @@ from adp_identity.drift import (
     EnvironmentReading,
     EnvironmentTarget,
     PrivilegedUser,
-    ReadOnlyDataverseClient,
     ServiceIdentity,
     UserDrift,
     UserReading,
+    UserView,
+    WrongTenant,
     audit,
     environment_overrides,
     parse_identities,
     read_environment,
     read_stack,
     targets,
-    user_drift,
 )
-from providers.dataverse.errors import Forbidden, UnknownBusinessUnit
+from providers.dataverse.client import DataverseClient
+from providers.dataverse.errors import Forbidden, UnknownBusinessUnit, WriteRefused
 from providers.dataverse.models import ActualUser, BusinessUnit, RoleCatalog, SecurityRole
-from providers.dataverse.reconcile import CreateUser, DesiredUser
+from providers.dataverse.reconcile import AdoptUser, CreateUser, DesiredUser, MoveBusinessUnit, plan
 
 from .fake_dataverse import FakeCredential
 
@@ -217,7 +219,10 @@ def test_targets_pick_the_principal_each_environment_declares(state: DesiredStat
             "https://127.0.0.1:8443", BATCH_APP, "ffc-payments", frozenset({"Basic User", "FFC Payments Writer"})
         ),
         managed_id="11111111-2222-4333-8444-555555555555",
+        declared_roles=("Basic User", "FFC Payments Writer"),
     )
+    assert {e.tenant_id for e in found} == {state.tenant.tenant_id}  # what the credential must sign in to
+    assert [e.url_from for e in found] == ["stack settings", "stack settings"]
     ahwr_tst = tst.users[0]
     assert (ahwr_tst.desired.environment_url, ahwr_tst.desired.disabled, ahwr_tst.managed_id) == (
         "https://defradev-tst.crm11.dynamics.com",
@@ -238,7 +243,7 @@ def test_targets_refuse_unknown_and_missing_services_and_ids(state: DesiredState
         "outputs.json: ffc-pay-api: unknown service 'ffc-pay-api' of stack 'defradev'; allowed: services: "
         "ahwr-claims, ffc-pay-batch, ffc-pay-web",
         "outputs.json: ahwr-claims: missing: service 'ahwr-claims' declares Dataverse access; allowed: the "
-        "service's stack outputs with client_id",
+        "service's stack outputs with client_id (or run `plan`, which plans it as to be created)",
         "outputs.json: ffc-pay-batch.app_registration_client_id: missing: environment 'dev' uses principal "
         "app_registration; allowed: the app registration's application (client) id",
         "outputs.json: ffc-pay-batch.app_registration_client_id: missing: environment 'tst' uses principal "
@@ -246,7 +251,19 @@ def test_targets_refuse_unknown_and_missing_services_and_ids(state: DesiredState
     ]
 
 
-# -- comparing ----------------------------------------------------------------------------------------------------
+def test_services_without_outputs_are_targets_to_be_created_when_allowed(state: DesiredState) -> None:
+    identities = {"ffc-pay-web": ServiceIdentity("ffc-pay-web", WEB)}  # ahwr-claims and ffc-pay-batch are new
+    dev, _ = targets(state, identities, new_services=True)
+    assert [(t.service, t.new, t.application_id) for t in dev.users] == [
+        ("ahwr-claims", True, None),
+        ("ffc-pay-batch", True, None),
+        ("ffc-pay-web", False, WEB),
+    ]
+    nothing = targets(state, None, new_services=True)
+    assert all(t.new for e in nothing for t in e.users) and sum(len(e.users) for e in nothing) == 6
+
+
+# -- the report: a view of reconcile's plan ---------------------------------------------------------------------
 
 
 def target(
@@ -256,9 +273,10 @@ def target(
     disabled: bool = False,
     service: str = "ffc-pay-web",
     application_id: str = WEB,
+    managed_id: str | None = None,
 ) -> ApplicationUserTarget:
     desired = DesiredUser(ENV, application_id, business_unit, frozenset(roles), disabled)
-    return ApplicationUserTarget(service, "dev", "managed_identity", desired)
+    return ApplicationUserTarget(service, "dev", "managed_identity", desired, managed_id, declared_roles=tuple(roles))
 
 
 def actual(
@@ -277,19 +295,31 @@ def actual(
         disabled=disabled,
         business_unit_id=unit.id,
         business_unit_name=unit.name if named else None,
+        business_unit_is_root=unit.is_root,
         roles={role_id(unit, name): name for name in roles},
     )
 
 
+def view(wanted: ApplicationUserTarget, held: ActualUser | None) -> UserView:
+    """What plan and audit see: reconcile's own plan for the pair, read as a view."""
+    the_plan = plan(wanted.desired, held, CATALOG, managed_id=wanted.managed_id)
+    return UserView.of(UserReading(wanted, held, the_plan))
+
+
+def drift(wanted: ApplicationUserTarget, held: ActualUser | None) -> UserDrift:
+    return view(wanted, held).drift()
+
+
 def test_a_user_as_declared_has_no_drift() -> None:
-    drift = user_drift(target(), actual(), CATALOG)
-    assert not drift.has_drift
-    assert drift == UserDrift(
+    held = actual()
+    found = drift(target(managed_id=held.systemuser_id), held)
+    assert not found.has_drift
+    assert found == UserDrift(
         service="ffc-pay-web",
         environment="dev",
         principal="managed_identity",
         application_id=WEB,
-        systemuser_id=actual().systemuser_id,
+        systemuser_id=held.systemuser_id,
         declared_business_unit="ffc-payments",
         declared_roles=("Basic User", "FFC Payments Reader"),
         declared_disabled=False,
@@ -297,61 +327,101 @@ def test_a_user_as_declared_has_no_drift() -> None:
 
 
 def test_role_names_compare_as_dataverse_shows_them() -> None:
-    drift = user_drift(target(["basic  user", "FFC PAYMENTS READER"]), actual(), CATALOG)
-    assert not drift.has_drift
+    held = actual()
+    assert not drift(target(["basic  user", "FFC PAYMENTS READER"], managed_id=held.systemuser_id), held).has_drift
 
 
 def test_extra_and_missing_roles_are_named() -> None:
-    drift = user_drift(target(), actual(["Basic User", "System Administrator", "Service Deleter"]), CATALOG)
-    assert drift.has_drift
-    assert drift.extra_roles == ("Service Deleter", "System Administrator")
-    assert drift.missing_roles == ("FFC Payments Reader",)
-    assert (drift.missing, drift.actual_disabled, drift.actual_business_unit) == (False, None, None)
+    found = drift(target(), actual(["Basic User", "System Administrator", "Service Deleter"]))
+    assert found.has_drift
+    assert found.extra_roles == ("Service Deleter", "System Administrator")
+    assert found.missing_roles == ("FFC Payments Reader",)
+    assert (found.missing, found.actual_disabled, found.actual_business_unit) == (False, None, None)
 
 
 @pytest.mark.parametrize(("declared", "held"), [(False, True), (True, False)])
 def test_enabled_or_disabled_the_other_way_is_drift(declared: bool, held: bool) -> None:
-    drift = user_drift(target(disabled=declared), actual(disabled=held), CATALOG)
-    assert drift.has_drift
-    assert (drift.actual_disabled, drift.declared_disabled) == (held, declared)
-    assert (drift.extra_roles, drift.missing_roles) == ((), ())
+    found = drift(target(disabled=declared), actual(disabled=held))
+    assert found.has_drift
+    assert (found.actual_disabled, found.declared_disabled) == (held, declared)
+    assert (found.extra_roles, found.missing_roles) == ((), ())
+
+
+def test_disabled_as_declared_but_missing_a_role_is_not_a_disabled_difference() -> None:
+    """Reconcile enables, associates, disables again: the plan holds both, the user's state is as declared."""
+    found = drift(target(disabled=True), actual(["Basic User"], disabled=True))
+    assert found.has_drift and found.actual_disabled is None and found.missing_roles == ("FFC Payments Reader",)
 
 
 def test_another_business_unit_names_both_even_when_the_row_was_read_without_it() -> None:
     moved = actual([], HEALTH, named=False)
-    drift = user_drift(target(), moved, CATALOG)
-    assert (drift.actual_business_unit, drift.declared_business_unit) == ("animal-health", "ffc-payments")
-    assert drift.missing_roles == ("Basic User", "FFC Payments Reader")
-    root = user_drift(target(business_unit=None), actual(unit=ROOT), CATALOG)
+    found = drift(target(), moved)
+    assert (found.actual_business_unit, found.declared_business_unit) == ("animal-health", "ffc-payments")
+    assert found.missing_roles == ("Basic User", "FFC Payments Reader")
+    root_user = actual(unit=ROOT)
+    root = drift(target(business_unit=None, managed_id=root_user.systemuser_id), root_user)
     assert root.declared_business_unit == "defradev-dev" and not root.has_drift
 
 
+def test_a_move_compares_roles_by_name_and_names_what_the_move_removes() -> None:
+    held = actual(["Basic User", "System Administrator"], HEALTH)
+    seen = view(target(), held)
+    assert isinstance(seen.move, MoveBusinessUnit)
+    assert seen.removed_by_move == ("Basic User", "System Administrator")
+    found = seen.drift()
+    assert found.extra_roles == ("System Administrator",)  # Basic User is re-associated in the new unit
+    assert found.missing_roles == ("FFC Payments Reader",)
+
+
 def test_a_missing_user_is_drift_and_says_what_was_declared() -> None:
-    drift = user_drift(target(), None, CATALOG)
-    assert drift.has_drift and drift.missing and drift.systemuser_id is None
-    assert drift.declared_roles == ("Basic User", "FFC Payments Reader")
+    found = drift(target(), None)
+    assert found.has_drift and found.missing and found.systemuser_id is None
+    assert found.declared_roles == ("Basic User", "FFC Payments Reader")
 
 
-def test_an_unknown_declared_business_unit_is_an_error_not_drift() -> None:
-    with pytest.raises(UnknownBusinessUnit):
-        user_drift(target(business_unit="ffc-paymnets"), actual(), CATALOG)
+def test_adopting_is_drift_only_when_the_outputs_name_another_user() -> None:
+    held = actual()
+    unmanaged = view(target(), held)  # outputs name no user: the next deployment adopts it
+    assert isinstance(unmanaged.adopt, AdoptUser) and not unmanaged.has_drift
+    assert unmanaged.categories == {"adopt"} and not unmanaged.up_to_date
+    replaced = view(target(managed_id="11111111-2222-4333-8444-555555555555"), held)
+    assert replaced.has_drift and replaced.drift().replaced_systemuser_id == "11111111-2222-4333-8444-555555555555"
+
+
+def test_plan_and_audit_agree_on_every_user_of_a_table() -> None:
+    """The audit's "differs" is the plan's "writes something" (or replaces the managed user), case by case."""
+    cases = [
+        (target(), actual()),
+        (target(), None),
+        (target(disabled=True), actual()),
+        (target(), actual(disabled=True)),
+        (target(), actual(["Basic User"])),
+        (target(), actual(unit=HEALTH)),
+        (target(["Basic User"]), actual(["Basic User", "System Customizer"])),
+    ]
+    for wanted, held in cases:
+        seen = view(wanted, held)
+        assert seen.drift().has_drift == (seen.writes > 0), (wanted, held)
+
+
+def test_an_unknown_declared_business_unit_is_a_finding_not_drift() -> None:
+    reading = read_environment(environment(target(business_unit="ffc-paymnets")), StrictReader([actual()]))
+    (user,) = reading.users
+    assert user.plan is None and isinstance(user.unknown[0], UnknownBusinessUnit)
+    assert user.unknown[0].closest == ("ffc-payments",)
 
 
 # -- reading (strict in-memory reader) ------------------------------------------------------------------------------
 
 
 class StrictReader:
-    """Serves users by application id, the catalog and the application-user list; counts every read; writes fail."""
+    """Serves the application-user list and the catalog; counts every read; anything else fails the test."""
 
     def __init__(self, users: Iterable[ActualUser], *, fail_listing: bool = False) -> None:
-        self.users = {user.application_id: user for user in users}
+        self.users = list(users)
         self.fail_listing = fail_listing
         self.reads: list[str] = []
         self.environment_url = ENV
-
-    def get_application_user(self, application_id: str) -> ActualUser | None:
-        self.reads.append(f"user {application_id}")
-        return self.users.get(application_id)
 
     def catalog(self, *, after_miss: bool = False) -> RoleCatalog:
         self.reads.append("catalog (after miss)" if after_miss else "catalog")
@@ -361,33 +431,21 @@ class StrictReader:
         self.reads.append("application users")
         if self.fail_listing:
             raise Forbidden("no prvReadUser", status=403, method="GET", url=f"{ENV}/api/data/v9.2/systemusers")
-        return list(self.users.values())
+        return list(self.users)
 
-    def get_user(self, systemuser_id: str) -> ActualUser | None:
-        pytest.fail("plan and audit read users by application id only")
-
-    def create_user(self, application_id: str, business_unit_id: str) -> str:
-        pytest.fail("a write was attempted")
-
-    def set_disabled(self, systemuser_id: str, disabled: bool) -> None:
-        pytest.fail("a write was attempted")
-
-    def move_business_unit(self, systemuser_id: str, business_unit_id: str) -> None:
-        pytest.fail("a write was attempted")
-
-    def change_roles(self, systemuser_id: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
-        pytest.fail("a write was attempted")
+    def __getattr__(self, name: str) -> Any:
+        pytest.fail(f"plan and audit read the list and the catalog only; {name} was asked for")
 
 
 def environment(*users: ApplicationUserTarget, name: str = "dev") -> EnvironmentTarget:
-    return EnvironmentTarget(name, ENV, False, users)
+    return EnvironmentTarget(name, ENV, False, users, "6fb17b64-ece9-4b43-8acf-99e8d37b19ad")
 
 
-def test_reading_costs_one_read_per_user_and_plans_like_reconcile() -> None:
+def test_reading_costs_the_list_and_the_catalog_whatever_the_number_of_users() -> None:
     reader = StrictReader([actual()])
     ahwr = target(["Basic User"], "animal-health", service="ahwr-claims", application_id=AHWR)
-    reading = read_environment(environment(ahwr, target()), reader, application_users=True)
-    assert reader.reads == [f"user {AHWR}", "catalog", f"user {WEB}", "catalog", "application users"]
+    reading = read_environment(environment(ahwr, target(managed_id=actual().systemuser_id)), reader)
+    assert reader.reads == ["application users", "catalog"]
     created, kept = reading.users
     assert created.actual is None and created.plan is not None
     assert isinstance(created.plan.operations[0], CreateUser)
@@ -395,45 +453,71 @@ def test_reading_costs_one_read_per_user_and_plans_like_reconcile() -> None:
     assert reading.application_users == (actual(),) and reading.error is None
 
 
+def test_an_environment_with_nothing_declared_costs_the_list_only() -> None:
+    reader = StrictReader([actual()])
+    reading = read_environment(environment(), reader)
+    assert reader.reads == ["application users"] and reading.application_users == (actual(),)
+
+
 def test_every_unknown_role_of_a_user_is_reported_and_the_others_still_read() -> None:
     reader = StrictReader([actual()])
     typo = target(["Basic Usr", "FFC Payments Raeder"], service="ffc-pay-api", application_id=AHWR)
     reading = read_environment(environment(typo, target()), reader)
-    assert reading.users[0].errors == (
+    assert [str(e) for e in reading.users[0].unknown] == [
         f"security role 'Basic Usr' does not exist in business unit 'ffc-payments' of environment {ENV}; "
         "closest: 'Basic User'",
         f"security role 'FFC Payments Raeder' does not exist in business unit 'ffc-payments' of environment {ENV}; "
         "closest: 'FFC Payments Reader'",
-    )
-    assert reading.users[1].plan is not None and reading.users[1].plan.is_noop
-    assert "catalog (after miss)" in reader.reads  # a role created minutes ago is looked for once
+    ]
+    assert reading.users[1].plan is not None and reading.users[1].plan.writes == 0
+    assert reader.reads == ["application users", "catalog"]  # the catalog is this run's: a miss refetches nothing
 
 
-def test_an_environment_that_refuses_is_one_error_line_and_keeps_what_was_read() -> None:
-    reading = read_environment(
-        environment(target()), StrictReader([actual()], fail_listing=True), application_users=True
-    )
-    assert len(reading.users) == 1 and reading.application_users is None
+def test_a_new_service_is_planned_as_to_be_created_from_the_catalog() -> None:
+    new = ApplicationUserTarget("ffc-pay-api", "dev", "managed_identity", replace_app(target(), ""), new=True)
+    reading = read_environment(environment(new), StrictReader([actual()]))
+    (user,) = reading.users
+    assert user.actual is None and user.plan is not None and isinstance(user.plan.operations[0], CreateUser)
+    assert user.plan.writes == 2  # create, then one request for both roles
+
+
+def replace_app(wanted: ApplicationUserTarget, application_id: str) -> DesiredUser:
+    d = wanted.desired
+    return DesiredUser(d.environment_url, application_id, d.business_unit, d.security_roles, d.disabled)
+
+
+def test_an_environment_that_refuses_is_one_error_line() -> None:
+    reading = read_environment(environment(target()), StrictReader([actual()], fail_listing=True))
+    assert reading.users == () and reading.application_users is None
     assert reading.error == f"no prvReadUser (GET {ENV}/api/data/v9.2/systemusers -> 403)"
 
 
-def test_read_stack_skips_environments_without_users_unless_auditing() -> None:
-    connected: list[str] = []
+def test_read_stack_checks_every_tenant_before_reading_any_environment() -> None:
+    events: list[str] = []
+
+    def check(credential: object, scope: str, tenant: str | None, what: str) -> None:
+        events.append(f"check {scope} {tenant}")
+        if "tst" in what:
+            raise WrongTenant(what, str(tenant), "a798744b-41a1-41b0-b394-141dbf8496c4")
 
     def connect(env: EnvironmentTarget) -> StrictReader:
-        connected.append(env.name)
+        events.append(f"connect {env.name}")
         return StrictReader([])
 
     environments = (environment(target()), environment(name="tst"))
-    assert [r.environment.name for r in read_stack(environments, connect)] == ["dev"]
-    assert [r.environment.name for r in read_stack(environments, connect, application_users=True)] == ["dev", "tst"]
-    assert connected == ["dev", "dev", "tst"]
+    with pytest.raises(WrongTenant, match=r"tst .* belongs to tenant 6fb17b64"):
+        read_stack(environments, connect, check=check)
+    assert events == [f"check {ENV}/.default 6fb17b64-ece9-4b43-8acf-99e8d37b19ad"] * 2  # nothing connected
+
+    events.clear()
+    readings = read_stack(environments[:1], connect, check=lambda *a: events.append("check"))
+    assert [r.environment.name for r in readings] == ["dev"] and events == ["check", "connect dev"]
 
 
 def test_the_read_only_client_refuses_every_write_before_sending(monkeypatch: pytest.MonkeyPatch) -> None:
     session = requests.Session()
     monkeypatch.setattr(session, "request", lambda *a, **k: pytest.fail("a request was sent"))
-    client = ReadOnlyDataverseClient(ENV, credential=FakeCredential(), session=session)
+    client = DataverseClient(ENV, credential=FakeCredential(), session=session, read_only=True)
     writes = [
         lambda: client.create_user(WEB, PAYMENTS.id),
         lambda: client.set_disabled(WEB, True),
@@ -441,7 +525,7 @@ def test_the_read_only_client_refuses_every_write_before_sending(monkeypatch: py
         lambda: client.change_roles(WEB, add=[role_id(PAYMENTS, "Basic User")]),
     ]
     for write in writes:
-        with pytest.raises(RuntimeError, match="read-only: plan and audit never write"):
+        with pytest.raises(WriteRefused, match="read-only"):
             write()
 
 
@@ -462,7 +546,7 @@ def test_audit_reports_drift_unmanaged_privileged_users_and_errors(state: Desire
     )
     web_target, ahwr_target = (
         target(),
-        target(["Basic User"], "animal-health", service="ahwr-claims", application_id=AHWR),
+        target(["Basic User", "X"], "animal-health", service="ahwr-claims", application_id=AHWR),
     )
     break_glass = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
     listed = (
@@ -472,14 +556,7 @@ def test_audit_reports_drift_unmanaged_privileged_users_and_errors(state: Desire
         admin("break-glass", ["System Administrator"], app=break_glass),
         admin("reader", ["Basic User"], app="aaaaaaaa-0000-4000-8000-000000000003"),
     )
-    dev = EnvironmentReading(
-        environment(web_target, ahwr_target),
-        users=(
-            UserReading(web_target, listed[0], None, CATALOG),
-            UserReading(ahwr_target, errors=("security role 'X' does not exist",)),
-        ),
-        application_users=listed,
-    )
+    dev = read_environment(environment(web_target, ahwr_target), StrictReader(listed))
     tst = EnvironmentReading(environment(name="tst"), error="could not connect")
 
     report = audit(strict, [dev, tst], allowed_privileged=[break_glass.upper()])
@@ -493,7 +570,9 @@ def test_audit_reports_drift_unmanaged_privileged_users_and_errors(state: Desire
                        ("Service Deleter",)),
     )  # fmt: skip
     assert [str(error) for error in report.errors] == [
-        "dev ahwr-claims: error: security role 'X' does not exist",
+        "dev ahwr-claims: error: dataverse[0].security_roles[1]: security role 'X' does not exist in business unit "
+        f"'animal-health' of environment dev ({ENV}); no security role of business unit 'animal-health' has a "
+        "similar name",
         "tst: error: cannot read the environment: could not connect",
     ]
     document = report.to_json()
@@ -520,6 +599,10 @@ def test_audit_reports_drift_unmanaged_privileged_users_and_errors(state: Desire
                 "security_roles": ["Basic User", "FFC Payments Reader"],
                 "disabled": False,
             },
+            "new": False,
+            "adopt": listed[0].systemuser_id,
+            "writes": 1,
+            "requests": ["disassociate security role 'System Administrator'"],
         }
     ]
     assert document["unmanaged_privileged_users"][1] == {
@@ -536,14 +619,27 @@ def test_audit_reports_drift_unmanaged_privileged_users_and_errors(state: Desire
         "service": None,
         "message": "cannot read the environment: could not connect",
     }
+    assert document["summary"][0] == {
+        "environment": "dev",
+        "users": 2,
+        "create": 0,
+        "adopt": 1,
+        "change": 1,
+        "disable": 0,
+        "unmanaged_privileged": 2,
+        "up_to_date": 0,
+        "errors": 1,
+        "writes": 1,
+    }
 
 
 def test_a_clean_audit_has_no_drift(state: DesiredState) -> None:
-    reading = EnvironmentReading(
-        environment(target()),
-        users=(UserReading(target(), actual(), None, CATALOG),),
-        application_users=(actual(), admin("reader", ["Basic User"], app=AHWR)),
+    held = actual()
+    reading = read_environment(
+        environment(target(managed_id=held.systemuser_id)),
+        StrictReader([held, admin("reader", ["Basic User"], app=AHWR)]),
     )
     report = audit(state, [reading])
     assert not report.has_drift and report.errors == () and len(report.users) == 1
     assert report.to_json()["drift"] is False
+    assert report.summary()[0].up_to_date == 1

@@ -33,6 +33,7 @@ config:
     naming:
       resource_name_prefix: SNDADPINF
       region_id: "14"
+    tags: {{ServiceCode: ADP, ServiceType: Dedicated, Environment: SND}}
     aks_clusters:
       SNDADPINFAK1401: https://oidc.example/one/
     key_vault:

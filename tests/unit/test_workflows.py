@@ -3,8 +3,9 @@
 Two kinds of check:
 
 - the structure of ``.github/workflows/{preview,deploy,drift}.yml`` and the shared setup action: triggers,
-  minimal permissions, actions pinned to a major version, every stack covered, the Pulumi CLI equal to the SDK in
-  the lock file, the preview/deploy/drift flags that make each workflow what it is, and no credential anywhere;
+  minimal permissions, actions pinned to a reviewed commit SHA with its release in a comment, every stack covered,
+  the Pulumi CLI equal to the SDK in the lock file, the preview/deploy/drift flags that make each workflow what
+  it is, and no credential anywhere;
 - the behaviour of the shell the workflows run, executed here with bash exactly as the runner does
   (``bash --noprofile --norc -eo pipefail``): the federated token step against a strict fake of GitHub's token
   endpoint on 127.0.0.1, and the drift steps with strict fakes of ``pulumi`` and ``adp-identity`` on PATH.
@@ -24,10 +25,9 @@ import shutil
 import signal
 import stat
 import subprocess
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -35,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from adp_identity.desired.yamlsafe import read_yaml
+from tests.unit import loopback, pipeline_rules
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -171,10 +172,18 @@ def test_only_the_preview_job_may_write_to_pull_requests() -> None:
 
 # -- actions and versions ----------------------------------------------------------------------------------------
 
-PINNED = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+@v[0-9]+")
+# Every action by full commit SHA, the release it is in a comment (zizmor's unpinned-uses; tests/unit/test_zizmor.py).
+# Each SHA was read from the action's own repository (the tag's commit: `git rev-parse <tag>^{commit}`):
+PINNED_ACTIONS = {
+    "actions/checkout": ("3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"),
+    "actions/setup-python": ("5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
+    "actions/cache": ("27d5ce7f107fe9357f9df03efb73ab90386fccae", "v5.0.5"),
+    "pulumi/actions": ("8e5e406f4007fca908480587cb9893c07090f58d", "v7.0.0"),
+}
+USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$")
 
 
-def test_every_action_is_pinned_to_a_major_version_or_local() -> None:
+def test_every_action_is_pinned_to_a_full_commit_sha_with_its_version_or_local() -> None:
     seen = 0
     for where, step in all_steps():
         uses = step.get("uses")
@@ -183,9 +192,24 @@ def test_every_action_is_pinned_to_a_major_version_or_local() -> None:
         seen += 1
         if uses.startswith("./"):
             assert (REPO / uses / "action.yml").is_file(), f"{where}: no local action {uses}"
-        else:
-            assert PINNED.fullmatch(uses), f"{where}: {uses!r} is not pinned to a major version (owner/repo@vN)"
+            continue
+        action, _, ref = uses.partition("@")
+        assert action in PINNED_ACTIONS, f"{where}: {action} is not a reviewed action (add it with its SHA)"
+        assert ref == PINNED_ACTIONS[action][0], f"{where}: {uses!r} is not pinned to the reviewed commit"
     assert seen >= 10
+
+
+@pytest.mark.parametrize(
+    "path", [*(WORKFLOWS / f"{n}.yml" for n in WORKFLOW_NAMES), SETUP_ACTION], ids=lambda p: p.name
+)
+def test_each_pinned_commit_carries_its_release_in_a_comment(path: Path) -> None:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = USES_LINE.match(line)
+        if not match or match[1].startswith("./"):
+            continue
+        action, _, sha = match[1].partition("@")
+        assert re.fullmatch(r"[0-9a-f]{40}", sha), f"{path.name}: {line.strip()}"
+        assert match[2].strip() == f"# {PINNED_ACTIONS[action][1]}", f"{path.name}: {line.strip()}"
 
 
 def test_checkout_never_persists_the_token() -> None:
@@ -259,7 +283,7 @@ def test_preview_validates_first_then_previews_each_stack_with_refresh_and_a_com
     assert preview["strategy"]["fail-fast"] is False
     assert preview["environment"] == "${{ matrix.stack }}-preview"  # the read-only identity
     assert "head.repo.full_name == github.repository" in preview["if"]  # forks: no OIDC token, offline check only
-    (step,) = pulumi_steps(preview)
+    (step,) = [s for s in pulumi_steps(preview) if "command" in s["with"]]
     settings = step["with"]
     assert settings["command"] == "preview"
     assert settings["stack-name"] == "${{ matrix.stack }}"
@@ -290,41 +314,50 @@ def test_deploy_goes_defradev_first_then_defra_behind_the_approval() -> None:
     assert concurrency["cancel-in-progress"] is False, "a deployment must never be cancelled half-way"
 
 
+PIPELINE_SCRIPTS = REPO / ".ci" / "pipelines"
+
+
+def script_step(job: Mapping[str, Any], script: str) -> dict[str, Any]:
+    """The step that runs .ci/pipelines/<script> (the scripts both CI systems share)."""
+    return step_named(job, contains=f'"$GITHUB_WORKSPACE/.ci/pipelines/{script}"')
+
+
+def test_preview_plans_each_stack_with_the_read_only_identity_before_previewing_it() -> None:
+    preview = jobs("preview")["preview"]
+    assert preview["env"]["STACK"] == "${{ matrix.stack }}"
+    assert preview["env"]["PULUMI_BACKEND_URL"] == "${{ vars.PULUMI_BACKEND_URL }}"
+    plan = script_step(preview, "plan.sh")
+    assert plan["run"] == '"$GITHUB_WORKSPACE/.ci/pipelines/plan.sh"'
+    assert plan["env"] == {"OUT_DIR": "${{ runner.temp }}/plan"}
+    steps = preview["steps"]
+    (comment,) = [s for s in pulumi_steps(preview) if "command" in s["with"]]
+    assert steps.index(plan) < steps.index(comment)
+    assert comment["if"] == "!cancelled()", "a failed plan must not hide the preview"
+    text = (PIPELINE_SCRIPTS / "plan.sh").read_text(encoding="utf-8")
+    assert 'adp-identity plan --stack "$STACK" --identities "$OUT_DIR/outputs.json"' in text
+
+
 def test_drift_refreshes_with_expect_no_changes_then_audits_the_stack_outputs() -> None:
     drift = jobs("drift")["drift"]
     assert drift["environment"] == "${{ matrix.stack }}-preview"
     assert drift["env"]["STACK"] == "${{ matrix.stack }}"
-    runs = [s.get("run", "") for s in drift["steps"]]
-    refresh = runs.index(step_named(drift, step_id="refresh")["run"])
-    outputs = runs.index(step_named(drift, contains="pulumi stack output")["run"])
-    audit = runs.index(step_named(drift, step_id="audit")["run"])
-    report = step_named(drift, contains="GITHUB_STEP_SUMMARY")
-    assert refresh < outputs < audit < runs.index(report["run"])
-    refresh_run = runs[refresh]
-    for flag in ("pulumi refresh", "--preview-only", "--expect-no-changes", '--stack "$STACK"'):
-        assert flag in refresh_run
-    assert "--json" in runs[outputs]
-    assert 'adp-identity audit --stack "$STACK" --identities "$RUNNER_TEMP/outputs.json"' in runs[audit]
+    checks = script_step(drift, "drift.sh")
+    report = script_step(drift, "drift-report.sh")
+    assert drift["steps"].index(checks) < drift["steps"].index(report)
+    assert checks["env"] == report["env"] == {"OUT_DIR": "${{ runner.temp }}/drift"}
     assert report["if"] == "always()"
+    text = (PIPELINE_SCRIPTS / "drift.sh").read_text(encoding="utf-8")
+    for flag in ("pulumi refresh", "--preview-only", "--expect-no-changes", '--stack "$STACK"'):
+        assert flag in text
+    assert 'adp-identity audit --stack "$STACK" --identities "$OUT_DIR/outputs.json"' in text
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert code.index("pulumi refresh") < code.index("stack_outputs") < code.index("adp-identity audit")
 
 
 # -- no credential anywhere --------------------------------------------------------------------------------------
 
-SECRET_VARIABLES = (
-    "AZURE_CLIENT_SECRET",
-    "ARM_CLIENT_SECRET",
-    "AZURE_CLIENT_CERTIFICATE",
-    "ARM_CLIENT_CERTIFICATE",
-    "AZURE_STORAGE_KEY",
-    "AZURE_STORAGE_SAS_TOKEN",
-    "AZURE_STORAGE_CONNECTION_STRING",
-    "PULUMI_ACCESS_TOKEN",
-    "PULUMI_CONFIG_PASSPHRASE",
-    "ARM_OIDC_TOKEN",
-    "ARM_ACCESS_KEY",
-)
-GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}")
+SECRET_VARIABLES = pipeline_rules.SECRET_VARIABLES
+GUID, JWT = pipeline_rules.GUID, pipeline_rules.JWT
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 ALLOWED_CONTEXTS = ("vars.", "matrix.", "env.", "steps.", "github.", "runner.", "inputs.", "hashFiles(")
 
@@ -341,7 +374,7 @@ def test_no_plaintext_secret_or_secret_store_in_the_pipeline(path: Path) -> None
     assert not GUID.search(text), f"{path.name}: a GUID literal; ids belong in GitHub environment variables"
     assert not JWT.search(text), f"{path.name}: something that looks like a token"
     assert "--show-secrets" not in text
-    assert not re.search(r"set\s+-[a-z]*x", text), f"{path.name}: set -x would print every value"
+    assert not pipeline_rules.SET_X.search(text), f"{path.name}: set -x would print every value"
     for expression in EXPRESSION.findall(text):
         assert expression.startswith(ALLOWED_CONTEXTS), f"{path.name}: ${{{{ {expression} }}}} is not allowed"
         assert "secrets" not in expression, f"{path.name}: ${{{{ {expression} }}}}: no GitHub secrets are used"
@@ -400,14 +433,8 @@ def token_endpoint() -> Iterator[tuple[TokenEndpoint, str]]:
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield endpoint, f"http://127.0.0.1:{server.server_address[1]}/idtoken?api-version=2.0"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback.serve(Handler) as base:
+        yield endpoint, f"{base}/idtoken?api-version=2.0"
 
 
 def token_step_script() -> str:
@@ -549,7 +576,7 @@ fi
 echo "fake adp-identity: unexpected call: $*" >&2
 exit 99
 """
-STEP_OUTPUT = re.compile(r"\$\{\{ steps\.([a-z-]+)\.outputs\.([a-z-]+) \}\}")
+RUNNER_TEMP = re.compile(r"\$\{\{ runner\.temp \}\}")
 
 
 def fake_tools(tmp_path: Path) -> Path:
@@ -563,6 +590,15 @@ def fake_tools(tmp_path: Path) -> Path:
     return bin_dir
 
 
+def step_env(step: Mapping[str, Any], runner_temp: str) -> dict[str, str]:
+    """A step's `env:`, with the only expression the drift steps use (runner.temp) resolved as the runner does."""
+    env = {}
+    for key, value in step.get("env", {}).items():
+        assert "${{" not in RUNNER_TEMP.sub("", value), f"unexpected expression in a drift step's env: {value!r}"
+        env[key] = RUNNER_TEMP.sub(runner_temp, value)
+    return env
+
+
 def run_drift_job(tmp_path: Path, *, refresh_exit: int, audit_exit: int) -> tuple[list[int], str, str]:
     """Run the drift job's shell steps in order like the runner: a failed step skips the rest but always()."""
     drift = jobs("drift")["drift"]
@@ -571,31 +607,23 @@ def run_drift_job(tmp_path: Path, *, refresh_exit: int, audit_exit: int) -> tupl
         tmp_path,
         PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         STACK=STACK,
+        GITHUB_ACTIONS="true",
+        GITHUB_WORKSPACE=str(REPO),
         FAKE_LOG=str(tmp_path / "calls.log"),
         FAKE_OUTPUTS=str(tmp_path / "outputs.json"),
         FAKE_REFRESH_EXIT=str(refresh_exit),
         FAKE_AUDIT_EXIT=str(audit_exit),
         GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"),
     )
-    outputs: dict[str, dict[str, str]] = {}
     exits: list[int] = []
     failed = False
-    for index, step in enumerate(s for s in drift["steps"] if "run" in s):
+    for step in (s for s in drift["steps"] if "run" in s):
         if failed and step.get("if") != "always()":
             continue
-        output_file = tmp_path / f"github-output-{index}"
-        output_file.touch()
-        env = {**base, "GITHUB_OUTPUT": str(output_file)}
-        for key, value in step.get("env", {}).items():
-            match = STEP_OUTPUT.fullmatch(value)
-            assert match, f"unexpected expression in the drift job's step env: {value!r}"
-            env[key] = outputs.get(match[1], {}).get(match[2], "")
+        env = {**base, **step_env(step, base["RUNNER_TEMP"])}
         result = run_step(step["run"], env, cwd=tmp_path)
         exits.append(result.returncode)
         failed = failed or result.returncode != 0
-        if "id" in step:
-            pairs = (line.split("=", 1) for line in output_file.read_text().splitlines() if "=" in line)
-            outputs[step["id"]] = dict(pairs)
     summary = (tmp_path / "summary.md").read_text() if (tmp_path / "summary.md").exists() else ""
     return exits, summary, (tmp_path / "calls.log").read_text()
 
@@ -604,12 +632,12 @@ def run_drift_job(tmp_path: Path, *, refresh_exit: int, audit_exit: int) -> tupl
 def test_drift_job_reports_both_kinds_of_drift_and_fails(tmp_path: Path) -> None:
     exits, summary, calls = run_drift_job(tmp_path, refresh_exit=7, audit_exit=2)
     # refresh, stack output and audit record their exit codes and carry on; only the report fails the job
-    assert exits == [0, 0, 0, 1]
+    assert exits == [0, 1]
     assert calls.splitlines() == [
         "pulumi refresh --stack defradev --preview-only --expect-no-changes --diff --non-interactive "
         "--color never --suppress-progress",
         "pulumi stack output --stack defradev --json",
-        f"adp-identity audit --stack defradev --identities {tmp_path / 'runner-temp' / 'outputs.json'}",
+        f"adp-identity audit --stack defradev --identities {tmp_path / 'runner-temp' / 'drift' / 'outputs.json'}",
     ]
     assert "## Drift check of stack `defradev`" in summary
     assert "(`pulumi refresh --preview-only --expect-no-changes`) | DRIFT |" in summary
@@ -623,7 +651,7 @@ def test_drift_job_reports_both_kinds_of_drift_and_fails(tmp_path: Path) -> None
 @needs_shell_tools
 def test_drift_job_passes_and_folds_the_report_when_clean(tmp_path: Path) -> None:
     exits, summary, _calls = run_drift_job(tmp_path, refresh_exit=0, audit_exit=0)
-    assert exits == [0, 0, 0, 0]
+    assert exits == [0, 0]
     assert summary.count("| clean |") == 2
     assert "<details open>" not in summary
     assert "<details><summary>adp-identity audit</summary>" in summary
@@ -652,10 +680,18 @@ def test_drift_job_fails_on_drift_and_on_a_check_that_could_not_run(
 @needs_shell_tools
 def test_drift_report_says_not_run_when_an_earlier_step_failed(tmp_path: Path) -> None:
     drift = jobs("drift")["drift"]
-    report = step_named(drift, contains="GITHUB_STEP_SUMMARY")
+    report = script_step(drift, "drift-report.sh")
     env = runner_env(
-        tmp_path, STACK=STACK, REFRESH_EXIT="0", AUDIT_EXIT="", GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md")
+        tmp_path,
+        STACK=STACK,
+        GITHUB_ACTIONS="true",
+        GITHUB_WORKSPACE=str(REPO),
+        GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"),
     )
+    env.update(step_env(report, env["RUNNER_TEMP"]))
+    out_dir = Path(env["OUT_DIR"])
+    out_dir.mkdir(parents=True)
+    (out_dir / "refresh.exit").write_text("0\n")  # the refresh ran; the stack outputs (and so the audit) did not
     result = run_step(report["run"], env, cwd=tmp_path)
     assert result.returncode == 1
     summary = (tmp_path / "summary.md").read_text()

@@ -1,5 +1,0 @@
-"""Pulumi entry point (Pulumi.yaml ``main: infra/``): the program lives in ``infra.entrypoint``."""
-
-from infra.entrypoint import main
-
-main()
