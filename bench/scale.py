@@ -33,6 +33,7 @@ timed; it is the same for both sides).
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 import os
@@ -44,7 +45,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -205,7 +206,7 @@ class _Resource:
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
-class _Side:
+class _Side(abc.ABC):
     """One side of the comparison on one emulator: its resources, and the phases run through provider hosts."""
 
     side = ""
@@ -218,8 +219,9 @@ class _Side:
         self.tenant_id = emulator.tenant(TENANT).id
         self._lock = threading.Lock()
 
+    @abc.abstractmethod
     def provider(self) -> Any:
-        raise NotImplementedError
+        """The provider this side's hosts run."""
 
     @contextmanager
     def host(self) -> Iterator[ProviderHost]:
@@ -236,23 +238,21 @@ class _Side:
             raise RuntimeError(f"check refused the benchmark's own inputs for {resource.name}: {result.failures}")
         return result.inputs
 
+    @abc.abstractmethod
     def create(self, host: ProviderHost) -> int:
-        raise NotImplementedError
+        """Every resource created; returns the operations sent."""
 
+    @abc.abstractmethod
     def refresh(self, host: ProviderHost) -> int:
-        raise NotImplementedError
+        """Every resource read; returns the operations sent."""
 
+    @abc.abstractmethod
     def preview(self, host: ProviderHost, *, updated: bool) -> tuple[int, int]:
         """(diff calls, resources with changes)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def update(self, host: ProviderHost) -> tuple[int, int]:
         """(resource operations, resources changed)."""
-        raise NotImplementedError
-
-    def audit(self) -> tuple[int, list[str]]:
-        """(users checked, problems found)."""
-        raise NotImplementedError
 
     def read_all(self, host: ProviderHost, resources: Sequence[_Resource]) -> int:
         def read(resource: _Resource) -> Sequence[Task]:
@@ -391,7 +391,10 @@ def write_stack(tmp: Path, fleet: Sequence[FleetUser], urls: dict[str, str], emu
         short: {"url": f"https://{name}.crm11.dynamics.com", "production": False}
         for short, name in ENVIRONMENTS.items()
     }
-    (stacks / "Pulumi.defradev.yaml").write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+    # The stack's tenant is the emulator's DefraDev tenant: audit refuses an environment of another tenant
+    stack_tenant = str(config["adp-identity:tenant"]["tenant_id"])
+    text = yaml.safe_dump(settings, sort_keys=False).replace(stack_tenant, emulator.tenant(TENANT).id)
+    (stacks / "Pulumi.defradev.yaml").write_text(text, encoding="utf-8")
     services: dict[str, list[FleetUser]] = {}
     for user in fleet:
         services.setdefault(user.service, []).append(user)
@@ -434,7 +437,6 @@ class PerResourceSide(_Side):
         state: dict[str, DataverseEnvironment] = {s: emulator.dataverse(n) for s, n in ENVIRONMENTS.items()}
         self.users = [_Resource(u.name, u, self.user_props(u, state[u.environment])) for u in fleet]
         self.roles: dict[str, list[_Resource]] = {u.name: [] for u in fleet}
-        self.retired: list[_Resource] = []  # role assignments replaced in the update phase (deleted last)
 
     def provider(self) -> Any:
         return PerResourceProvider()
@@ -531,11 +533,7 @@ class PerResourceSide(_Side):
             return ()
 
         run_engine([_bind(delete, r) for r in old])
-        self.retired += old
         return diffs_run + 2 * len(swaps), len(swaps)
-
-    def audit(self) -> tuple[int, list[str]]:
-        raise NotImplementedError("the per-resource way's audit is a refresh (measure_side runs it)")
 
 
 # -- one side, every phase ---------------------------------------------------------------------------------------
@@ -596,11 +594,12 @@ def measure_side(
         expected = sum(1 for u in fleet if u.changed_roles is not None)
         if changed[0] != expected:
             problems.append(f"the update changed {changed[0]} user(s), {expected} declared a change")
-        if side_name == ADP:
+        if isinstance(side, AdpIdentitySide):
             audit_problems: list[str] = []
+            adp_side = side
 
             def audit(_: ProviderHost | None) -> int:
-                checked, found = side.audit()
+                checked, found = adp_side.audit()
                 audit_problems.extend(found)
                 return checked
 
@@ -626,7 +625,7 @@ def measure_side(
         users=settings.users,
         latency_ms=settings.latency_ms,
         phases=phases,
-        second_run=replace(again, phase="second run"),
+        second_run=again,
         problems=[f"{side_name}, {settings.users} users: {p}" for p in problems],
     )
 
