@@ -179,7 +179,9 @@ def run_demo(console: Console, state_dir: Path) -> list[StepRecord]:
                     ids[app], outs[app] = host.create(checked.inputs, name=app)
                     console.print(f"  created {app}")
                     demo.show_outputs(outs[app])
-                record.notes.append("each create: 1 POST systemusers + 1 $batch for all roles; catalog read once")
+                record.notes.append(
+                    "each create: 1 $batch (the user and all its roles, one atomic change set); catalog read once"
+                )
 
             with demo.step("pulumi up: adopt a user someone made by hand (disabled, wrong unit, System Administrator)"):
                 console.print(demo.users_table("before", {demo.app_id(web)}))

@@ -26,7 +26,7 @@ from providers._identity import CredentialFailed, TokenCredential, WrongTenant, 
 from providers.dataverse.client import CatalogCache, DataverseClient
 from providers.dataverse.errors import DataverseError, UnknownBusinessUnit, UnknownName, WriteRefused
 from providers.dataverse.models import ActualUser, RoleCatalog
-from providers.dataverse.reconcile import Plan, read_and_plan, unknown_role_names
+from providers.dataverse.reconcile import Plan, plan, unknown_role_names
 
 __all__ = [
     "Connect",
@@ -157,7 +157,7 @@ def read_environment(environment: EnvironmentTarget, client: EnvironmentReader) 
     for target in environment.users:
         actual = view.get_application_user(target.desired.application_id)
         try:
-            _, the_plan = read_and_plan(view, target.desired, managed_id=target.managed_id)
+            the_plan = plan(target.desired, actual, catalog, managed_id=target.managed_id)  # reconcile's pure step
         except UnknownName as exc:
             users.append(UserReading(target, actual, unknown=_unknown_names(target, catalog, exc)))
             continue

@@ -10,7 +10,10 @@ From powerapps-docs ``execute-batch-operations-using-web-api``:
 - at most 1000 requests per batch; requests run in order and the responses come back in the same structure
   (``batchresponse_<guid>`` / ``changesetresponse_<guid>``);
 - the first failure stops the batch (unless ``Prefer: odata.continue-on-error``): the batch answers with the
-  failing request's status, and a failed change set is answered by that one failing response.
+  failing request's status, and a failed change set is answered by that one failing response;
+- with ``Prefer: odata.continue-on-error`` every item runs (several change sets each succeed or fail on their own)
+  and the batch answers 200; when an item failed, the answer carries ``Preference-Applied:
+  odata.continue-on-error`` (OData 4.01 protocol, 8.2.8.3: a service that continued after an error says so).
 """
 
 from __future__ import annotations
@@ -171,6 +174,7 @@ class BatchRun:
         continue_on_error = "odata.continue-on-error" in self.req.headers.get("Prefer", "").lower()
         answers: list[_Answer | list[_Answer]] = []
         status = 200
+        continued = False
         for item in items:
             if isinstance(item, ChangeSet):
                 outcome = self._change_set(item)
@@ -183,13 +187,12 @@ class BatchRun:
             if failed and not continue_on_error:
                 status = failed
                 break
+            continued = continued or bool(failed)
         boundary = f"batchresponse_{uuid.uuid4()}"
-        return EmuResponse(
-            status,
-            {"Content-Type": f"multipart/mixed; boundary={boundary}", "OData-Version": "4.0"},
-            _render(answers, boundary).encode("utf-8"),
-            list(self.operations),
-        )
+        headers = {"Content-Type": f"multipart/mixed; boundary={boundary}", "OData-Version": "4.0"}
+        if continued:
+            headers["Preference-Applied"] = "odata.continue-on-error"
+        return EmuResponse(status, headers, _render(answers, boundary).encode("utf-8"), list(self.operations))
 
     def _change_set(self, change_set: ChangeSet) -> list[_Answer]:
         snapshot = self.state.snapshot()

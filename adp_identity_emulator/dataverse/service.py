@@ -271,9 +271,15 @@ class DataverseService:
             "businessunits": privileges.READ_BUSINESS_UNIT,
         }[table.entity_set]
 
+    def _user_row(self, user: ApplicationUser) -> dict[str, Any]:
+        """The row of a user, soft-deleted ones included (``deletedstate`` 1 until purged)."""
+        row = systemuser_row(self.state, user)
+        row["deletedstate"] = user.deleted_state
+        return row
+
     def _rows(self, table: Table) -> list[dict[str, Any]]:
         if table is SYSTEMUSER:
-            return [systemuser_row(self.state, u) for u in self.state.users]
+            return [self._user_row(u) for u in self.state.users]
         if table is ROLE:
             return [role_row(self.state, r) for r in self.state.roles]
         return [business_unit_row(self.state, b) for b in self.state.business_units]
@@ -284,7 +290,7 @@ class DataverseService:
         alternate = segment.alternate_key()
         if guid is not None:
             if table is SYSTEMUSER and (user := self.state.user(guid)) is not None:
-                return systemuser_row(self.state, user)
+                return self._user_row(user)
             if table is ROLE and (role := self.state.role(guid)) is not None:
                 return role_row(self.state, role)
             if table is BUSINESSUNIT and (unit := self.state.business_unit(guid)) is not None:
@@ -480,7 +486,7 @@ class DataverseService:
         self, req: EmuRequest, user: ApplicationUser, options: QueryOptions, status: int
     ) -> EmuResponse:
         body = {"@odata.context": context_url(self.base, "systemusers", options, entity=True)}
-        body.update(self._shape(req, SYSTEMUSER, systemuser_row(self.state, user), options))
+        body.update(self._shape(req, SYSTEMUSER, self._user_row(user), options))
         annotations = self._annotation_header(req).get("Preference-Applied")
         applied = ", ".join(p for p in ("return=representation", annotations) if p)
         return EmuResponse.json(status, body, {"Preference-Applied": applied})

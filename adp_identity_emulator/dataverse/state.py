@@ -8,6 +8,14 @@ hold: one application user per application, a role only from the user's own busi
 disabled user (unless the org setting allows it), and moving a user to another business unit removes all
 of its roles.
 
+Deleting follows power-platform ``admin/delete-users.md``: only a disabled user can be deleted; the first delete
+*soft-deletes* it (the row stays, ``deletedstate`` 1, disabled, its roles unassigned, still listed and retrieved, no
+longer a user that can sign in), a second delete purges it. Until it is purged, a new application user for the same
+application is refused as a duplicate (412, microsoft/terraform-provider-power-platform#623). A purge soon after a
+role change meets the user's own ``usersettings`` row, which the platform provisions asynchronously after a role
+change: it fails once with ``0x80048610`` and deletes nothing; the next attempt succeeds (the race reported in
+microsoft/terraform-provider-power-platform#1249, made deterministic here; ``usersettings_race`` turns it off).
+
 All methods take the environment's lock (re-entrant), so tests may arrange state while the server runs.
 """
 
@@ -28,6 +36,7 @@ from .errors import WebApiError
 # Dataverse's own names for the roles that ship with every environment (so they are "managed").
 _BUILT_IN_ROLES = frozenset({"System Administrator", "System Customizer", "Basic User", "Environment Maker"})
 _SYSTEM_ADMINISTRATOR_TEMPLATE = "627090ff-40a3-4053-8790-584edc5be201"
+OWNS_RECORDS = "0x80048610"  # "Can't delete a user which owns records" (terraform-provider-power-platform#1249)
 
 
 def _now() -> str:
@@ -94,6 +103,8 @@ class ApplicationUser:
     identity_id: int
     created_by: str | None = None
     modified_by: str | None = None
+    deleted_state: int = 0  # 1 once soft-deleted: kept until purged, served with deletedstate 1
+    settings_pending: bool = False  # a role change provisions usersettings asynchronously (see the module docstring)
     calendar_id: str = field(default_factory=_new_id)
     queue_id: str = field(default_factory=_new_id)
     mailbox_id: str = field(default_factory=_new_id)
@@ -119,6 +130,7 @@ class DataverseEnvironment:
         self.organization_id = _new_id()
         self.system_user_id = _new_id()  # the built-in SYSTEM user that "created" business units and roles
         self.allow_role_assignment_on_disabled_users = allow_role_assignment_on_disabled_users
+        self.usersettings_race = True  # a purge right after a role change meets the usersettings row once
         self.lock = threading.RLock()
         self._applications = list(applications)
         self._business_units: dict[str, BusinessUnit] = {}
@@ -283,12 +295,23 @@ class DataverseEnvironment:
             return next((u for u in self._users.values() if _same_id(u.id, user_id)), None)
 
     def user_by_application_id(self, application_id: str) -> ApplicationUser | None:
+        """The live (not soft-deleted) application user of ``application_id``."""
         with self.lock:
-            return next((u for u in self._users.values() if _same_id(u.application_id, application_id)), None)
+            return next(
+                (u for u in self._users.values() if _same_id(u.application_id, application_id) and not u.deleted_state),
+                None,
+            )
+
+    def soft_deleted_users(self, application_id: str) -> list[ApplicationUser]:
+        """The soft-deleted rows of ``application_id`` that wait to be purged."""
+        with self.lock:
+            return [u for u in self._users.values() if _same_id(u.application_id, application_id) and u.deleted_state]
 
     def user_by_object_id(self, object_id: str) -> ApplicationUser | None:
         with self.lock:
-            return next((u for u in self._users.values() if _same_id(u.object_id, object_id)), None)
+            return next(
+                (u for u in self._users.values() if _same_id(u.object_id, object_id) and not u.deleted_state), None
+            )
 
     def roles_of(self, user_id: str) -> list[SecurityRole]:
         """The roles associated with a user, in association order."""
@@ -367,8 +390,8 @@ class DataverseEnvironment:
     ) -> ApplicationUser:
         """Create the ``systemuser`` of an application (what ``POST systemusers`` does once validated)."""
         with self.lock:
-            if self.user_by_application_id(application_id) is not None:
-                raise errors.duplicate()
+            if any(_same_id(u.application_id, application_id) for u in self._users.values()):
+                raise errors.duplicate()  # live, or soft-deleted and not purged yet
             if user_id is not None and self.user(user_id) is not None:
                 raise errors.duplicate()
             unit = self.business_unit(business_unit_id)
@@ -401,6 +424,8 @@ class DataverseEnvironment:
         with self.lock:
             user = self._user(user_id)
             role = self._role(role_id)
+            if user.deleted_state:
+                raise _soft_deleted(user)
             if user.disabled and not self.allow_role_assignment_on_disabled_users:
                 raise WebApiError(
                     400,
@@ -420,6 +445,7 @@ class DataverseEnvironment:
             if role.id in user.role_ids:
                 raise errors.duplicate()
             user.role_ids.append(role.id)
+            user.settings_pending = True
             self._touch(user)
 
     def disassociate(self, user_id: str, role_id: str) -> None:
@@ -429,20 +455,23 @@ class DataverseEnvironment:
             role = self._role(role_id)
             if role.id in user.role_ids:
                 user.role_ids.remove(role.id)
+                user.settings_pending = True
                 self._touch(user)
 
     def set_disabled(self, user_id: str, disabled: bool, *, by: str | None = None) -> None:
         """Disable or enable a user (``PATCH systemusers(id) {"isdisabled": ...}``); roles are kept."""
         with self.lock:
             user = self._user(user_id)
+            if user.deleted_state and not disabled:
+                raise _soft_deleted(user)
             if user.disabled != disabled:
                 user.disabled = disabled
                 self._touch(user, by)
 
     def delete_user(self, user_id: str) -> None:
-        """Delete an application user: only a disabled one can be deleted (admin/delete-users); the record is
-        soft-deleted with its roles stripped, and no longer served by the Web API (inferred: the soft-deleted row
-        is not returned by retrieve or list)."""
+        """Delete an application user (admin/delete-users): only a disabled one. The first delete soft-deletes it
+        (roles unassigned, the row kept with ``deletedstate`` 1); a second delete purges the row (see the module
+        docstring for the usersettings race a purge can meet)."""
         with self.lock:
             user = self._user(user_id)
             if not user.disabled:
@@ -451,7 +480,19 @@ class DataverseEnvironment:
                     errors.INVALID_ARGUMENT,
                     f"The user with SystemUserId={user.id} is enabled: only disabled users can be deleted.",
                 )
-            user.role_ids.clear()
+            if not user.deleted_state:
+                user.role_ids.clear()
+                user.deleted_state = 1
+                self._touch(user)
+                return
+            if user.settings_pending and self.usersettings_race:
+                user.settings_pending = False  # the platform's sweep catches up: the next attempt succeeds
+                raise errors.WebApiError(
+                    400,
+                    OWNS_RECORDS,
+                    f"Can't delete a user which owns records. SystemUserId={user.id} owns its usersettings record; "
+                    "reassign or delete the records the user owns and try again.",
+                )
             del self._users[user.id]
 
     def move_business_unit(self, user_id: str, business_unit: str, *, by: str | None = None) -> None:
@@ -462,6 +503,8 @@ class DataverseEnvironment:
         """
         with self.lock:
             user = self._user(user_id)
+            if user.deleted_state:
+                raise _soft_deleted(user)
             try:
                 unit = self._business_unit_ref(business_unit)
             except KeyError:
@@ -499,3 +542,12 @@ class DataverseEnvironment:
             self._users = snapshot["users"]
             self._version = snapshot["version"]
             self._identity = snapshot["identity"]
+
+
+def _soft_deleted(user: ApplicationUser) -> WebApiError:
+    """A change to a soft-deleted user (docs: "The user can't be restored"; the exact error is inferred)."""
+    return WebApiError(
+        400,
+        errors.INVALID_ARGUMENT,
+        f"The user with SystemUserId={user.id} is deleted: a soft-deleted user cannot be changed or restored.",
+    )

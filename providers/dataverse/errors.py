@@ -19,9 +19,11 @@ Every failure the client meets becomes one of these, so callers decide by type, 
     │   ├── Redirected              a 3xx: never followed, so the token never leaves the environment
     │   ├── ResponseTooLarge        a body over the size cap, counted before and after decompression
     │   └── EndlessPaging           @odata.nextLink repeated a page or went past the page limit
+    ├── SoftDeletedUser             the application's user was deleted and waits, soft-deleted, to be purged
     └── UnknownName                 a name that resolution could not find (raised before any write)
         ├── UnknownSecurityRole     carries environment, business unit, the name and the closest role names
         └── UnknownBusinessUnit     carries environment, the name and the closest business unit names
+                                    (both also refuse a disguised name: ``reason`` says why, see models.disguised_name)
 
 ``str(error)`` is always one line. Nothing here ever holds a token or an ``Authorization`` header: errors are
 built only from the method, the URL (which never carries credentials) and Dataverse's own error body.
@@ -35,6 +37,10 @@ from collections.abc import Sequence
 from providers._identity import CredentialFailed, CredentialRefused, CredentialUnavailable
 
 DUPLICATE_CODE = "0x80040237"  # "A record with matching key values already exists."
+# "Can't delete a user which owns records": a permanent delete met the user's own usersettings row, which the
+# platform provisions asynchronously after a role change (microsoft/terraform-provider-power-platform#1249).
+# Nothing was deleted, so trying again after a moment is safe.
+OWNS_RECORDS_CODE = "0x80048610"
 
 _CONTROL = re.compile(r"[\s\x00-\x1f\x7f\u2028\u2029\x85]+")
 _MESSAGE_MAX = 400
@@ -255,21 +261,66 @@ class DeadlineExceeded(ConnectionFailed):
         self.deadline = deadline
 
 
+class SoftDeletedUser(DataverseError):
+    """The application's user was deleted in the environment and still exists soft-deleted.
+
+    Dataverse keeps a deleted user as a soft-deleted row (``deletedstate`` 1, disabled, no roles) and refuses a new
+    application user for the same application (412 ``0x80040237``) until an administrator deletes that row
+    permanently (power-platform ``admin/delete-users.md``; microsoft/terraform-provider-power-platform#623). The
+    deploying identity cannot purge it (it holds no ``prvDeleteUser``, and a purge erases the user's name from the
+    audit history), so this error says what to do instead. Raised before any write.
+    """
+
+    def __init__(self, *, environment: str, application_id: str, systemuser_id: str, full_name: str | None) -> None:
+        self.application_id = application_id
+        self.systemuser_id = systemuser_id
+        self.full_name = full_name
+        name = f"{full_name!r} " if full_name else ""
+        text = (
+            f"application user {name}({systemuser_id}) of application {application_id} was deleted in environment "
+            f"{environment} and is still soft-deleted: Dataverse refuses a new one for that application until an "
+            "administrator purges it (admin centre: Users > Filter 'Users not in AAD and soft deleted' > Delete; or "
+            f"DELETE {environment}/api/data/v9.2/systemusers({systemuser_id}) once more), then run again; nothing "
+            "was written"
+        )
+        super().__init__(text, status=412, code=DUPLICATE_CODE, environment=environment)
+        self.message = one_line(text, 2 * _MESSAGE_MAX)  # names two ids and a URL: longer than most
+
+
 class UnknownName(DataverseError):
-    """A security role or business unit name that does not exist where it was looked up."""
+    """A security role or business unit name that does not exist where it was looked up.
+
+    ``reason`` (set instead of a lookup result) says why a declared name was refused outright: it holds whitespace
+    other than single ASCII spaces, or an invisible or control character (``models.disguised_name``), so it could
+    disguise another name.
+    """
 
     kind = "name"
 
-    def __init__(self, *, environment: str, business_unit: str | None, name: str, closest: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        environment: str,
+        business_unit: str | None,
+        name: str,
+        closest: Sequence[str] = (),
+        reason: str | None = None,
+    ) -> None:
         self.business_unit = business_unit
         self.name = name
         self.closest = tuple(closest)
+        self.reason = reason
         super().__init__(self._describe(environment), environment=environment)
 
     def _place(self, environment: str) -> str:
         return f"environment {environment}"
 
     def _describe(self, environment: str) -> str:
+        if self.reason is not None:
+            return (
+                f"{self.kind} {self.name!r} is refused in {self._place(environment)}: it {self.reason} (a name holds "
+                "single ASCII spaces between words and no invisible or control character)"
+            )
         text = f"{self.kind} {self.name!r} does not exist in {self._place(environment)}"
         if self.closest:
             text += "; closest: " + ", ".join(repr(n) for n in self.closest)

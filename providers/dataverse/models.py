@@ -5,6 +5,14 @@ them (reconcile, the provider, the CLI) works with these frozen types. They read
 selects, so a full row (the recorded responses in ``tests/fixtures/recorded-dataverse``) parses as well as a
 ``$select``-ed one. GUIDs are normalised to lower case so that comparisons never depend on how a server spells
 them.
+
+A user's business unit is read from its lookup column ``_businessunitid_value`` and named from the role catalog
+(``application_user_from_wire(row, catalog)``): the client never expands the roles (N:N) and the business unit
+(N:1) side by side in one query, a combination one revision of Microsoft's ``$expand`` documentation lists as
+unsupported (docs/adr/0008-environment-snapshot.md).
+
+The write vocabulary (``NewUser``, ``SetDisabled``, ``SetBusinessUnit``, ``AddRole``, ``RemoveRole``) is what
+reconcile hands the client for one user; the client turns one user's writes into one atomic ``$batch`` change set.
 """
 
 from __future__ import annotations
@@ -91,12 +99,77 @@ class ActualUser:
     disabled: bool
     business_unit_id: str
     business_unit_name: str | None  # None when the row was read without the business unit expanded
-    # True/False when the business unit was expanded with its parent (the root unit has none); None otherwise
+    # True/False when the business unit was named (from the catalog, or expanded with its parent); None otherwise
     business_unit_is_root: bool | None = None
     roles: Mapping[str, str] = field(default_factory=dict)  # role id -> role name
+    # Deleted in the environment and kept soft-deleted (``deletedstate`` not 0): no longer a user, still blocking a
+    # new application user for the same application until it is purged. Readers treat such a row as gone.
+    deleted: bool = False
 
     def role_refs(self) -> tuple[RoleRef, ...]:
         return tuple(sorted((RoleRef(i, n) for i, n in self.roles.items()), key=lambda r: (name_key(r.name), r.id)))
+
+    def same_state(self, other: ActualUser | None) -> bool:
+        """True when ``other`` is this user with the same business unit, enabled state and exact roles."""
+        return (
+            other is not None
+            and other.systemuser_id == self.systemuser_id
+            and other.business_unit_id == self.business_unit_id
+            and other.disabled == self.disabled
+            and set(other.roles) == set(self.roles)
+            and other.deleted == self.deleted
+        )
+
+
+# -- what reconcile asks the client to write for one user ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewUser:
+    """Create the application user of ``application_id`` in ``business_unit_id`` (first in its change set)."""
+
+    application_id: str
+    business_unit_id: str
+
+
+@dataclass(frozen=True)
+class SetDisabled:
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class SetBusinessUnit:
+    """Move the user; Dataverse removes every role of the user when it does."""
+
+    business_unit_id: str
+
+
+@dataclass(frozen=True)
+class AddRole:
+    role_id: str
+
+
+@dataclass(frozen=True)
+class RemoveRole:
+    role_id: str
+
+
+UserWrite = NewUser | SetDisabled | SetBusinessUnit | AddRole | RemoveRole
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one user's change set did, read back in the same ``$batch``.
+
+    ``error`` is the change set's own failure (Dataverse applied none of it), or None. ``user`` is the live user of
+    the application as read right after the change set, and ``soft_deleted`` a soft-deleted row of the same
+    application; ``verified`` is False when that read did not happen (the batch stopped before it).
+    """
+
+    user: ActualUser | None
+    soft_deleted: ActualUser | None = None
+    error: Exception | None = None
+    verified: bool = True
 
 
 # -- wire mapping ---------------------------------------------------------------------------------------------
@@ -142,8 +215,12 @@ def security_role_from_wire(row: Mapping[str, Any]) -> SecurityRole:
     )
 
 
-def application_user_from_wire(row: Mapping[str, Any]) -> ActualUser:
-    """A ``systemusers`` row, with ``systemuserroles_association`` and (optionally) ``businessunitid`` expanded."""
+def application_user_from_wire(row: Mapping[str, Any], catalog: RoleCatalog | None = None) -> ActualUser:
+    """A ``systemusers`` row with ``systemuserroles_association`` expanded.
+
+    The business unit is named from ``catalog`` by the lookup column ``_businessunitid_value`` (or, for rows read
+    the old way, from an expanded ``businessunitid``). ``deletedstate`` other than 0 marks a soft-deleted row.
+    """
     disabled = row.get("isdisabled")
     if not isinstance(disabled, bool):
         raise UnexpectedResponse("Dataverse systemuser row lacks a true/false 'isdisabled'")
@@ -155,22 +232,30 @@ def application_user_from_wire(row: Mapping[str, Any]) -> ActualUser:
         if not isinstance(role_row, Mapping):
             raise UnexpectedResponse("Dataverse role association is not an object")
         roles[_guid(role_row, "roleid") or ""] = _text(role_row, "name") or ""
+    business_unit_id = _guid(row, "_businessunitid_value") or ""
     business_unit = row.get("businessunitid")
     business_unit_name = None
     business_unit_is_root = None
-    if isinstance(business_unit, Mapping):
+    known = catalog.business_unit_by_id(business_unit_id) if catalog is not None else None
+    if known is not None:
+        business_unit_name, business_unit_is_root = known.name, known.is_root
+    elif isinstance(business_unit, Mapping):
         business_unit_name = _text(business_unit, "name", required=False)
         if "_parentbusinessunitid_value" in business_unit:
             business_unit_is_root = business_unit["_parentbusinessunitid_value"] is None
+    deleted_state = row.get("deletedstate", 0)
+    if deleted_state is not None and (not isinstance(deleted_state, int) or isinstance(deleted_state, bool)):
+        raise UnexpectedResponse(f"Dataverse column 'deletedstate' is not a number (got {deleted_state!r})")
     return ActualUser(
         systemuser_id=_guid(row, "systemuserid") or "",
         application_id=_guid(row, "applicationid", required=False),
         full_name=_text(row, "fullname", required=False),
         disabled=disabled,
-        business_unit_id=_guid(row, "_businessunitid_value") or "",
+        business_unit_id=business_unit_id,
         business_unit_name=business_unit_name,
         business_unit_is_root=business_unit_is_root,
         roles=roles,
+        deleted=bool(deleted_state),
     )
 
 
@@ -199,6 +284,8 @@ class RoleCatalog:
 
     Resolution is by name, case-insensitively; a miss raises ``UnknownSecurityRole`` / ``UnknownBusinessUnit``
     naming the closest existing names, so a typo in a pull request gets a useful one-line error before any write.
+    A disguised name (``disguised_name``: a no-break space, two spaces, a tab, a zero-width space...) never
+    resolves, even when ``name_key`` would fold it onto a real name: it raises the same errors with ``reason`` set.
     """
 
     environment_url: str
@@ -247,6 +334,9 @@ class RoleCatalog:
         """The business unit called ``name``; None means the root business unit."""
         if name is None:
             return self.root
+        disguise = disguised_name(name)
+        if disguise is not None:
+            raise UnknownBusinessUnit(environment=self.environment_url, business_unit=name, name=name, reason=disguise)
         unit = self._units_by_name.get(name_key(name))
         if unit is None:
             raise UnknownBusinessUnit(
@@ -266,6 +356,11 @@ class RoleCatalog:
     def role(self, name: str, business_unit: BusinessUnit | str | None = None) -> SecurityRole:
         """The copy of role ``name`` held by ``business_unit`` (a BusinessUnit, its name, or None = root)."""
         unit = business_unit if isinstance(business_unit, BusinessUnit) else self.business_unit(business_unit)
+        disguise = disguised_name(name)
+        if disguise is not None:
+            raise UnknownSecurityRole(
+                environment=self.environment_url, business_unit=unit.name, name=name, reason=disguise
+            )
         roles = self._roles_by_unit.get(unit.id, {})
         role = roles.get(name_key(name))
         if role is None:

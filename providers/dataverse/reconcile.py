@@ -8,26 +8,52 @@ show and execute the same ``Plan``. The order follows Dataverse's rules (docs/re
 2. ``EnableUser`` before any role assignment: roles cannot be associated to a disabled user.
 3. ``MoveBusinessUnit``: Dataverse strips ALL roles on a move, so every desired role is then associated from
    the new business unit's copies and nothing is disassociated.
-4. ``ChangeRoles``: only the difference to the exact declared set, as ONE operation (one request).
+4. ``ChangeRoles``: only the difference to the exact declared set.
 5. ``DisableUser`` last.
 
-Every name is resolved before the first operation is emitted, so an unknown role or business unit fails before
-any write. ``revoke_plan`` (for delete) removes every role, then disables; it never deletes the record.
+Every name is resolved before the first operation is emitted, so an unknown (or disguised, see
+``models.disguised_name``) role or business unit fails before any write. ``revoke_plan`` (for delete) removes every
+role, then disables; it never deletes the record.
 
-``apply`` executes a plan and survives a lost answer without duplicating anything: a create whose response was
-lost (or that meets a duplicate) re-reads by application id and adopts what it finds; a role change whose
-response was lost (or that meets a 412 a replay would get) re-reads the user's roles and sends only what is
-still missing. A create retried after any half-way failure therefore converges on the declared state.
+``apply`` sends a whole plan as ONE atomic ``$batch`` change set (``client.write_user``; a failure leaves nothing
+half-made) and gets the user back, read in the same ``$batch``. If the change set was refused or the user is not
+yet what was declared (someone changed it since the plan was made: the snapshot it was planned from is up to 60 s
+old), it plans again from that fresh read and sends what is still missing, once (``MAX_ROUNDS``). A refusal the
+fresh read does not explain (the user is exactly as planned from) is raised, never resent. A lost answer re-reads
+before anything is sent again, so a create is never duplicated. docs/adr/0008-environment-snapshot.md says why
+planning from the snapshot is safe.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
-from providers.dataverse.errors import ConnectionFailed, Duplicate, NotFound, UnknownName, UnknownSecurityRole
-from providers.dataverse.models import ActualUser, BusinessUnit, RoleCatalog, RoleRef, name_key
+from providers.dataverse.errors import (
+    ConnectionFailed,
+    NotFound,
+    SoftDeletedUser,
+    UnknownName,
+    UnknownSecurityRole,
+)
+from providers.dataverse.models import (
+    ActualUser,
+    AddRole,
+    BusinessUnit,
+    NewUser,
+    RemoveRole,
+    RoleCatalog,
+    RoleRef,
+    SetBusinessUnit,
+    SetDisabled,
+    UserWrite,
+    WriteResult,
+    name_key,
+)
+
+MAX_ROUNDS = 2  # change sets one apply sends at most: the plan, then once what a fresh read shows still missing
 
 __all__ = [
     "ActualUser",
@@ -45,6 +71,7 @@ __all__ = [
     "apply",
     "ensure",
     "plan",
+    "plan_writes",
     "read_and_plan",
     "revoke",
     "revoke_plan",
@@ -64,7 +91,10 @@ class DesiredUser:
 
 
 class DataverseApi(Protocol):
-    """What ``apply`` needs from a client (``DataverseClient`` is one; tests may pass another)."""
+    """What reconcile needs from a client (``DataverseClient`` is one; tests may pass another).
+
+    ``read_and_plan`` needs only the first four; ``ensure``, ``revoke`` and ``apply`` the rest.
+    """
 
     @property
     def environment_url(self) -> str: ...
@@ -74,6 +104,16 @@ class DataverseApi(Protocol):
     def get_user(self, systemuser_id: str) -> ActualUser | None: ...
 
     def catalog(self, *, after_miss: bool = False) -> RoleCatalog: ...
+
+    def lookup_application_user(self, application_id: str) -> ActualUser | None: ...
+
+    def soft_deleted_user(self, application_id: str) -> ActualUser | None: ...
+
+    def write_user(
+        self, systemuser_id: str | None, application_id: str, writes: Sequence[UserWrite]
+    ) -> WriteResult: ...
+
+    def operation(self) -> AbstractContextManager[None]: ...
 
     def create_user(self, application_id: str, business_unit_id: str) -> str: ...
 
@@ -168,6 +208,7 @@ class Plan:
     operations: tuple[Operation, ...]
     desired: DesiredUser | None = None  # None for a revoke plan
     catalog: RoleCatalog | None = field(default=None, compare=False, repr=False)
+    actual: ActualUser | None = field(default=None, compare=False, repr=False)  # the state it was planned from
 
     def __iter__(self) -> Iterator[Operation]:
         return iter(self.operations)
@@ -177,8 +218,14 @@ class Plan:
 
     @property
     def writes(self) -> int:
-        """How many write requests executing the plan costs (when nothing is lost on the way)."""
+        """How many writes the plan holds (each would be one request sent on its own; ``apply`` sends them all as
+        ONE ``$batch`` change set, see ``requests``)."""
         return sum(op.writes for op in self.operations)
+
+    @property
+    def requests(self) -> int:
+        """Write requests ``apply`` sends for the plan when nothing changed since it was made: 1, or 0 for a no-op."""
+        return 1 if self.writes else 0
 
     @property
     def is_noop(self) -> bool:
@@ -244,7 +291,25 @@ def plan(
         operations=tuple(operations),
         desired=desired,
         catalog=catalog,
+        actual=actual,
     )
+
+
+def plan_writes(the_plan: Plan) -> tuple[UserWrite, ...]:
+    """The plan as the client's write vocabulary, in order: what ONE change set holds."""
+    writes: list[UserWrite] = []
+    for operation in the_plan.operations:
+        if isinstance(operation, CreateUser):
+            writes.append(NewUser(operation.application_id, operation.business_unit.id))
+        elif isinstance(operation, EnableUser):
+            writes.append(SetDisabled(False))
+        elif isinstance(operation, MoveBusinessUnit):
+            writes.append(SetBusinessUnit(operation.target.id))
+        elif isinstance(operation, ChangeRoles):
+            writes += [AddRole(r.id) for r in operation.associate] + [RemoveRole(r.id) for r in operation.disassociate]
+        elif isinstance(operation, DisableUser):
+            writes.append(SetDisabled(True))
+    return tuple(writes)
 
 
 def revoke_plan(actual: ActualUser, environment_url: str = "") -> Plan:
@@ -259,6 +324,7 @@ def revoke_plan(actual: ActualUser, environment_url: str = "") -> Plan:
         application_id=actual.application_id,
         systemuser_id=actual.systemuser_id,
         operations=tuple(operations),
+        actual=actual,
     )
 
 
@@ -266,128 +332,143 @@ def revoke_plan(actual: ActualUser, environment_url: str = "") -> Plan:
 
 
 def read_and_plan(
-    client: DataverseApi, desired: DesiredUser, *, managed_id: str | None = None
+    client: DataverseApi, desired: DesiredUser, *, managed_id: str | None = None, snapshot: bool = False
 ) -> tuple[ActualUser | None, Plan]:
-    """Read the user (1 request) and the catalog (cached), and plan; a missing name refetches the catalog once."""
-    actual = client.get_application_user(desired.application_id)
+    """Read the user and the catalog (cached), and plan; a missing name refetches the catalog once.
+
+    The user is read on its own (1 request), or from the environment snapshot with ``snapshot=True`` (no request
+    while it is fresh: an environment of N users then costs ``ceil(N / 5000)`` requests plus the catalog).
+    """
+    read = client.lookup_application_user if snapshot else client.get_application_user
+    actual = read(desired.application_id)
+    return actual, _plan_with_catalog(client, desired, actual, managed_id)
+
+
+def _plan_with_catalog(
+    client: DataverseApi, desired: DesiredUser, actual: ActualUser | None, managed_id: str | None
+) -> Plan:
     catalog = client.catalog()
     try:
-        return actual, plan(desired, actual, catalog, managed_id=managed_id)
+        return plan(desired, actual, catalog, managed_id=managed_id)
     except UnknownName:
         fresher = client.catalog(after_miss=True)
         if fresher is catalog:
             raise
-    return actual, plan(desired, actual, fresher, managed_id=managed_id)
+    return plan(desired, actual, fresher, managed_id=managed_id)
 
 
 def ensure(client: DataverseApi, desired: DesiredUser, *, managed_id: str | None = None) -> tuple[ActualUser, Plan]:
     """Make Dataverse hold ``desired``; returns the fresh state and the plan that was executed.
 
-    A no-op costs the single read; anything else costs its writes plus one re-read (see ``apply``).
+    Planned from the environment snapshot: a no-op costs no request while the snapshot is fresh, a change ONE
+    request (``apply``). A user the snapshot does not hold is read on its own before anything is created; a
+    soft-deleted row of the application stops the create with ``SoftDeletedUser`` before any write.
     """
-    actual, the_plan = read_and_plan(client, desired, managed_id=managed_id)
-    if actual is not None and the_plan.is_noop:
-        return actual, the_plan
-    return apply(client, the_plan), the_plan
+    with client.operation():
+        actual, the_plan = read_and_plan(client, desired, managed_id=managed_id, snapshot=True)
+        if actual is None:
+            actual = client.get_application_user(desired.application_id)
+            if actual is None:
+                _refuse_soft_deleted(client, desired.application_id)
+            else:
+                the_plan = _plan_with_catalog(client, desired, actual, managed_id)
+        if actual is not None and the_plan.is_noop:
+            return actual, the_plan
+        return apply(client, the_plan), the_plan
 
 
 def revoke(client: DataverseApi, systemuser_id: str) -> ActualUser | None:
-    """Remove every role of the user, then disable it; None when the user no longer exists."""
-    actual = client.get_user(systemuser_id)
-    if actual is None:
-        return None
-    the_plan = revoke_plan(actual, client.environment_url)
-    if the_plan.is_noop:
-        return actual
-    return apply(client, the_plan)
+    """Remove every role of the user, then disable it; None when the user no longer exists.
+
+    The user is read on its own, never from the snapshot: revoking must not miss a role granted since.
+    """
+    with client.operation():
+        actual = client.get_user(systemuser_id)
+        if actual is None:
+            return None
+        the_plan = revoke_plan(actual, client.environment_url)
+        if the_plan.is_noop:
+            return actual
+        return _apply(client, the_plan, lambda fresh: revoke_plan(fresh, client.environment_url))
 
 
 def apply(client: DataverseApi, the_plan: Plan) -> ActualUser:
-    """Execute ``the_plan`` in order and return the user as Dataverse holds it afterwards (1 re-read)."""
-    user_id = the_plan.systemuser_id
-    for operation in the_plan.operations:
-        if isinstance(operation, CreateUser):
-            created = _create(client, operation)
-            if isinstance(created, ActualUser):
-                return _converge(client, the_plan, created)
-            user_id = created
-            continue
-        if isinstance(operation, AdoptUser):
-            continue
-        if user_id is None:
-            raise ValueError("a plan without CreateUser must name the systemuser it changes")
-        if isinstance(operation, EnableUser):
-            client.set_disabled(user_id, False)
-        elif isinstance(operation, MoveBusinessUnit):
-            client.move_business_unit(user_id, operation.target.id)
-        elif isinstance(operation, ChangeRoles):
-            _change_roles(client, user_id, operation)
-        elif isinstance(operation, DisableUser):
-            client.set_disabled(user_id, True)
-    if user_id is None:
-        raise ValueError("an empty plan for a user that does not exist")
-    fresh = client.get_user(user_id)
+    """Execute ``the_plan`` and return the user as Dataverse holds it afterwards (read in the same request)."""
+    desired, catalog = the_plan.desired, the_plan.catalog
+    if desired is None or catalog is None:
+        fresh = _apply(client, the_plan, lambda user: revoke_plan(user, the_plan.environment_url))
+    else:
+        managed_id = the_plan.systemuser_id if not any(isinstance(op, AdoptUser) for op in the_plan) else None
+        fresh = _apply(client, the_plan, lambda user: plan(desired, user, catalog, managed_id=managed_id))
     if fresh is None:
         raise NotFound(
-            f"application user {user_id} disappeared while it was being changed", environment=client.environment_url
+            f"application user {the_plan.systemuser_id} disappeared while it was being changed",
+            environment=client.environment_url,
         )
     return fresh
 
 
-def _create(client: DataverseApi, operation: CreateUser) -> str | ActualUser:
-    """The new systemuserid, or the existing user a lost / duplicate create turned out to have made."""
-    failure: ConnectionFailed | Duplicate
-    try:
-        return client.create_user(operation.application_id, operation.business_unit.id)
-    except ConnectionFailed as exc:
-        if not exc.maybe_committed:
-            raise
-        failure = exc
-    except Duplicate as exc:
-        failure = exc
-    existing = client.get_application_user(operation.application_id)
-    if existing is not None:
-        return existing
-    if isinstance(failure, Duplicate):
-        raise failure
-    # Re-read proved the lost create was not processed: sending it again cannot duplicate anything.
-    return client.create_user(operation.application_id, operation.business_unit.id)
+def _creates(the_plan: Plan) -> bool:
+    return any(isinstance(op, CreateUser) for op in the_plan)
 
 
-def _converge(client: DataverseApi, the_plan: Plan, existing: ActualUser) -> ActualUser:
-    """Continue from the user a lost create left behind: plan again from what it is now, and apply that."""
-    if the_plan.desired is None or the_plan.catalog is None:
-        raise ValueError("a create plan must carry its desired state and catalog")
-    again = plan(the_plan.desired, existing, the_plan.catalog, managed_id=existing.systemuser_id)
-    if again.is_noop:
-        return existing
-    return apply(client, again)
-
-
-def _change_roles(client: DataverseApi, user_id: str, operation: ChangeRoles) -> None:
-    """One role-change request; after a lost answer or a 412/404 caused by a replay, re-read and send the rest."""
-    try:
-        client.change_roles(
-            user_id, add=[r.id for r in operation.associate], remove=[r.id for r in operation.disassociate]
+def _refuse_soft_deleted(client: DataverseApi, application_id: str) -> None:
+    soft = client.soft_deleted_user(application_id)
+    if soft is not None:
+        raise SoftDeletedUser(
+            environment=client.environment_url,
+            application_id=application_id,
+            systemuser_id=soft.systemuser_id,
+            full_name=soft.full_name,
         )
-        return
-    except ConnectionFailed as exc:
-        if not exc.maybe_committed:
-            raise
-        failure: Exception = exc
-    except (Duplicate, NotFound) as exc:
-        failure = exc
-    current = client.get_user(user_id)
-    if current is None:
-        raise failure
-    add = [r.id for r in operation.associate if r.id not in current.roles]
-    remove = [r.id for r in operation.disassociate if r.id in current.roles]
-    if not add and not remove:
-        return
-    unexplained = len(add) == len(operation.associate) and len(remove) == len(operation.disassociate)
-    if unexplained and not isinstance(failure, ConnectionFailed):
-        raise failure  # the re-read does not explain the 412/404: resending the same change would fail again
-    client.change_roles(user_id, add=add, remove=remove)
+
+
+def _apply(client: DataverseApi, the_plan: Plan, replan: Callable[[ActualUser], Plan]) -> ActualUser | None:
+    """At most ``MAX_ROUNDS`` change sets; None when the user the plan changes is gone."""
+    current = the_plan
+    for round_ in range(1, MAX_ROUNDS + 1):
+        writes = plan_writes(current)
+        if not writes:
+            return current.actual
+        application_id = current.application_id or ""
+        try:
+            result = client.write_user(current.systemuser_id, application_id, writes)
+        except ConnectionFailed as exc:
+            if not exc.maybe_committed or round_ == MAX_ROUNDS:
+                raise
+            result = WriteResult(None, None, exc, verified=False)  # read below before anything is sent again
+        if not result.verified:
+            live = client.get_application_user(application_id)
+            result = WriteResult(live, client.soft_deleted_user(application_id), result.error)
+        fresh = result.user
+        if fresh is not None and current.systemuser_id is not None and fresh.systemuser_id != current.systemuser_id:
+            fresh = None  # the application holds another user now: the one this plan changes is gone
+        error = result.error
+        if error is not None and not isinstance(error, ConnectionFailed):
+            if fresh is None and _creates(current):
+                _refuse_soft_deleted(client, application_id)
+            if (fresh is None and current.actual is None) or (fresh is not None and fresh.same_state(current.actual)):
+                raise error  # the user is as planned from: the refusal is the plan's own, resending would repeat it
+        if fresh is None:
+            if not _creates(current):
+                return None
+            if error is not None and not isinstance(error, ConnectionFailed):
+                raise error
+            if round_ == MAX_ROUNDS:
+                raise error or NotFound(
+                    f"application user of application {application_id} was not found right after it was created",
+                    environment=client.environment_url,
+                )
+            continue  # the lost create was proven not processed (the read found nothing): send it again
+        again = replan(fresh)
+        if again.is_noop:
+            return fresh
+        if round_ == MAX_ROUNDS:
+            if error is not None:
+                raise error
+            return fresh  # changed again while being changed: the outputs show it, and so does the next refresh
+        current = again
+    return None  # not reached: every round returns, raises or continues
 
 
 def unknown_role_names(desired: DesiredUser, catalog: RoleCatalog) -> list[UnknownSecurityRole]:

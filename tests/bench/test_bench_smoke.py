@@ -53,13 +53,19 @@ def test_a_tiny_run_measures_every_part_and_reports_it_well_formed() -> None:
         "move business unit, 2 roles",
         "delete (revoke), 2 roles",
     ]
+    # With the environment snapshot (docs/adr/0008) a no-op update sends nothing, and an update or an adoption of a
+    # user the snapshot lists reads nothing: those figures may be 0, and adopting the seeded user (listed) reads
+    # less than adopting one made since (read on its own).
+    from_snapshot = ("update, nothing changed", "update, 1 role added + 1 removed", "move business unit, 2 roles")
     for op in report.operations:
-        assert op.reads > 0 and op.naive_reads > 0, op
+        assert op.naive_reads > 0, op
+        assert op.reads > 0 or op.operation in from_snapshot or op.operation.startswith("adopt"), op
+        assert op.requests > 0 or op.operation == "update, nothing changed", op
         assert op.requests == op.reads + op.writes and op.naive_requests == op.naive_reads + op.naive_writes
-        assert op.ratio == round(op.naive_requests / op.requests, 2)
+        assert op.ratio == (round(op.naive_requests / op.requests, 2) if op.requests else 0.0)
         assert op.samples == (1 if "first in process" in op.operation else 2)
         assert 0 < op.median_ms <= op.p95_ms
-        assert not op.varied
+        assert not op.varied or op.operation.startswith("adopt"), op
     writes = {op.operation: op.writes for op in report.operations}
     assert writes["read (refresh)"] == 0 and writes["update, nothing changed"] == 0
     assert all(n > 0 for name, n in writes.items() if name not in ("read (refresh)", "update, nothing changed"))

@@ -370,5 +370,10 @@ def test_only_a_disabled_user_can_be_deleted_and_is_then_gone(dv: DataverseHarne
     assert dv.state.user(user_id) is not None
     assert dv.call("PATCH", f"systemusers({user_id})", {"isdisabled": True}).status == 204
     assert dv.call("DELETE", f"systemusers({user_id})", app=ADMIN_APP).status == 204
+    # a delete soft-deletes (admin/delete-users): the row stays, deletedstate 1, until a second delete purges it
+    soft = dv.call("GET", f"systemusers({user_id})?$select=systemuserid,deletedstate,isdisabled")
+    assert soft.status == 200 and soft.json["deletedstate"] == 1 and soft.json["isdisabled"] is True
+    dv.state.usersettings_race = False  # (the race a purge can meet is tests/emulator/test_dataverse_soft_delete.py)
+    assert dv.call("DELETE", f"systemusers({user_id})", app=ADMIN_APP).status == 204
     gone = dv.call("GET", f"systemusers({user_id})?$select=systemuserid")
     assert gone.status == 404 and gone.error["code"] == "0x80040217"

@@ -37,12 +37,10 @@ from requests.structures import CaseInsensitiveDict
 API = "/api/data/v9.2/"
 GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
-# The query options as docs/reference/dataverse-web-api.md and the issue write them (literal on purpose).
-USER_SELECT = "systemuserid,applicationid,fullname,isdisabled,_businessunitid_value"
-USER_EXPAND = (
-    "systemuserroles_association($select=roleid,name,_businessunitid_value),"
-    "businessunitid($select=businessunitid,name,_parentbusinessunitid_value)"
-)
+# The query options as docs/reference/dataverse-web-api.md and the issue write them (literal on purpose). Roles
+# are expanded, the business unit is NOT (it comes from _businessunitid_value and the catalog: docs/adr/0008).
+USER_SELECT = "systemuserid,applicationid,fullname,isdisabled,_businessunitid_value,deletedstate"
+USER_EXPAND = "systemuserroles_association($select=roleid,name,_businessunitid_value)"
 BU_SELECT = "businessunitid,name,_parentbusinessunitid_value"
 ROLE_SELECT = "roleid,name,_businessunitid_value,_parentrootroleid_value"
 
@@ -170,7 +168,9 @@ class FakeDataverse(BaseAdapter):
         self.users: dict[str, dict[str, Any]] = {}
         self.applications: dict[str, str] = {}  # application id -> display name (its service principal exists)
         self.requests: list[Recorded] = []
-        self.batches: list[list[InnerRequest]] = []
+        self.batches: list[list[InnerRequest]] = []  # per $batch: its inner requests, change sets flattened
+        self.change_sets: list[list[InnerRequest]] = []  # every change set of every $batch, in order
+        self.honour_continue_on_error = True  # False: the batch stops at the first failure, as without the header
         self.include_content_id_in_errors = True
         self.hooks: list[Callable[[Recorded], None]] = []  # run before a request is routed
         # run before a request takes the fake's lock, so a hook may block without stopping concurrent requests
@@ -222,6 +222,7 @@ class FakeDataverse(BaseAdapter):
             "isdisabled": disabled,
             "bu": unit_id,
             "roles": {self.role_id(r, business_unit) for r in roles},
+            "deleted": 0,
         }
         return user_id
 
@@ -239,7 +240,8 @@ class FakeDataverse(BaseAdapter):
         return next(i for i, r in self.roles.items() if r["name"] == name and r["bu"] == unit_id)
 
     def user_by_app(self, application_id: str) -> tuple[str, dict[str, Any]] | None:
-        found = [(i, u) for i, u in self.users.items() if u["applicationid"] == application_id]
+        """The live (not soft-deleted) user of an application."""
+        found = [(i, u) for i, u in self.users.items() if u["applicationid"] == application_id and not u["deleted"]]
         assert len(found) <= 1, f"{len(found)} users for one application"
         return found[0] if found else None
 
@@ -426,15 +428,26 @@ class FakeDataverse(BaseAdapter):
                 expect_query({"$select": select})
             return self._page(path, query, headers, raw_url)
         if method == "GET" and path == "systemusers" and not in_change_set:
-            match = re.fullmatch(rf"applicationid eq ({GUID})", query.get("$filter", ""))
-            if match is None:
-                pytest.fail(f"GET systemusers: unexpected $filter {query.get('$filter')!r}")
-            expect_query({"$filter": query["$filter"], "$select": USER_SELECT, "$expand": USER_EXPAND})
-            found = self.user_by_app(match.group(1))
-            return Reply(
-                200,
-                {"@odata.context": self._context("systemusers"), "value": [self._user_row(*found)] if found else []},
-            )
+            filter_ = query.get("$filter", "")
+            if "$skiptoken" in query:
+                expect_query(
+                    {
+                        "$filter": filter_,
+                        "$select": USER_SELECT,
+                        "$expand": USER_EXPAND,
+                        "$skiptoken": query["$skiptoken"],
+                    }
+                )
+            else:
+                expect_query({"$filter": filter_, "$select": USER_SELECT, "$expand": USER_EXPAND})
+            if filter_ == "applicationid ne null":  # the environment snapshot: paged like the catalog
+                return self._page("systemusers", query, headers, raw_url)
+            apps = filter_.split(" or ")
+            if not filter_ or not all(re.fullmatch(rf"applicationid eq {GUID}", a) for a in apps):
+                pytest.fail(f"GET systemusers: unexpected $filter {filter_!r}")
+            wanted = {a.removeprefix("applicationid eq ") for a in apps}
+            rows = [self._user_row(i, u) for i, u in self.users.items() if u["applicationid"] in wanted]
+            return Reply(200, {"@odata.context": self._context("systemusers"), "value": rows})
         if method == "GET" and (m := re.fullmatch(rf"systemusers\(({GUID})\)", path)) and not in_change_set:
             expect_query({"$select": USER_SELECT, "$expand": USER_EXPAND})
             user_id = m.group(1)
@@ -447,6 +460,9 @@ class FakeDataverse(BaseAdapter):
                     **self._user_row(user_id, self.users[user_id]),
                 },
             )
+        if method == "POST" and path == "systemusers" and in_change_set:
+            expect_query({})
+            return self._create_user(headers, body, in_change_set=True)
         if method == "POST" and path == "systemusers":
             expect_query({"$select": "systemuserid"})
             return self._create_user(headers, body)
@@ -465,6 +481,9 @@ class FakeDataverse(BaseAdapter):
             if body:
                 pytest.fail("DELETE $ref with a body")
             return self._disassociate(m.group(1), m.group(2))
+        if method == "DELETE" and (m := re.fullmatch(rf"systemusers\(({GUID})\)", path)) and not in_change_set:
+            expect_query({})
+            return self._delete_user(m.group(1))
         if method == "POST" and path == "$batch" and not in_change_set:
             expect_query({})
             return self._batch(headers, body)
@@ -479,7 +498,9 @@ class FakeDataverse(BaseAdapter):
         if match is None:
             pytest.fail(f"GET {table} without Prefer: odata.maxpagesize (got {prefer!r})")
         size = min(int(match.group(1)), self.page_size or 5000)
-        if table == "businessunits":
+        if table == "systemusers":
+            rows = [self._user_row(i, u) for i, u in self.users.items()]
+        elif table == "businessunits":
             rows = [
                 {
                     "@odata.etag": f'W/"{next(self._etag)}"',
@@ -514,15 +535,17 @@ class FakeDataverse(BaseAdapter):
         return Reply(200, body, {"Preference-Applied": f"odata.maxpagesize={size}"})
 
     def _next_link(self, table: str, page: int) -> str:
-        select = BU_SELECT if table == "businessunits" else ROLE_SELECT
         cookie = (
             f"%3Ccookie%20pagenumber=%22{page}%22%20pagingcookie=%22%253ccookie%2520page%253d%2522{page - 1}"
             "%2522%253e%22%20istracking=%22False%22%20/%3E"
         )
+        if table == "systemusers":
+            options = f"$filter=applicationid%20ne%20null&$select={USER_SELECT}&$expand={USER_EXPAND}"
+            return f"{self.origin}{API}systemusers?{options}&$skiptoken={cookie}"
+        select = BU_SELECT if table == "businessunits" else ROLE_SELECT
         return f"{self.origin}{API}{table}?$select={select}&$skiptoken={cookie}"
 
     def _user_row(self, user_id: str, user: Mapping[str, Any]) -> dict[str, Any]:
-        unit = self.business_units[user["bu"]]
         return {
             "@odata.etag": f'W/"{next(self._etag)}"',
             "systemuserid": user_id,
@@ -530,6 +553,7 @@ class FakeDataverse(BaseAdapter):
             "fullname": user["fullname"],
             "isdisabled": user["isdisabled"],
             "_businessunitid_value": user["bu"],
+            "deletedstate": user.get("deleted", 0),
             "systemuserroles_association": [
                 {
                     "@odata.etag": f'W/"{next(self._etag)}"',
@@ -539,12 +563,6 @@ class FakeDataverse(BaseAdapter):
                 }
                 for role_id in sorted(user["roles"])
             ],
-            "businessunitid": {
-                "@odata.etag": f'W/"{next(self._etag)}"',
-                "businessunitid": user["bu"],
-                "name": unit["name"],
-                "_parentbusinessunitid_value": unit["parent"],
-            },
         }
 
     @staticmethod
@@ -555,9 +573,11 @@ class FakeDataverse(BaseAdapter):
         assert isinstance(value, dict)
         return value
 
-    def _create_user(self, headers: Mapping[str, str], body: bytes) -> Reply:
-        if headers.get("Prefer") != "return=representation":
-            pytest.fail(f"POST systemusers without Prefer: return=representation ({headers.get('Prefer')!r})")
+    def _create_user(self, headers: Mapping[str, str], body: bytes, *, in_change_set: bool = False) -> Reply:
+        # on its own the client asks for the row back; inside a change set it needs the OData-EntityId for $n
+        expected_prefer = None if in_change_set else "return=representation"
+        if headers.get("Prefer") != expected_prefer:
+            pytest.fail(f"POST systemusers with Prefer {headers.get('Prefer')!r}, expected {expected_prefer!r}")
         values = self._json_body(headers, body)
         if set(values) != {"applicationid", "businessunitid@odata.bind"}:
             pytest.fail(f"POST systemusers with unexpected columns {sorted(values)}")
@@ -567,7 +587,7 @@ class FakeDataverse(BaseAdapter):
             raise WebApiError(400, "0x80040203", "businessunitid@odata.bind does not name a business unit")
         if app not in self.applications:
             raise WebApiError(400, "0x80040203", f"applicationid {app} has no service principal in this tenant")
-        if self.user_by_app(app) is not None:
+        if any(u["applicationid"] == app for u in self.users.values()):  # live, or soft-deleted and not purged
             raise WebApiError(412, DUPLICATE, "A record with matching key values already exists.")
         user_id = str(uuid.uuid4())
         self.users[user_id] = {
@@ -576,7 +596,11 @@ class FakeDataverse(BaseAdapter):
             "isdisabled": False,
             "bu": unit.group(1),
             "roles": set(),
+            "deleted": 0,
         }
+        entity = f"{self.origin}{API}systemusers({user_id})"
+        if in_change_set:
+            return Reply(204, None, {"OData-EntityId": entity})
         return Reply(
             201,
             {"@odata.context": self._context("systemusers(systemuserid)/$entity"), "systemuserid": user_id},
@@ -624,6 +648,16 @@ class FakeDataverse(BaseAdapter):
         user["roles"].add(role_id)
         return Reply(204)
 
+    def _delete_user(self, user_id: str) -> Reply:
+        user = self._user(user_id)
+        if not user["isdisabled"]:
+            raise WebApiError(400, "0x80040203", f"The user with SystemUserId={user_id} is enabled")
+        if user["deleted"]:
+            del self.users[user_id]
+        else:
+            user["deleted"], user["roles"] = 1, set()
+        return Reply(204)
+
     def _disassociate(self, user_id: str, role_id: str) -> Reply:
         user = self._user(user_id)
         if role_id not in user["roles"]:
@@ -634,6 +668,7 @@ class FakeDataverse(BaseAdapter):
     # -- $batch ------------------------------------------------------------------------------------------------
 
     def _batch(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        """Change sets (atomic, ``$n`` references) and single requests, in order; ``odata.continue-on-error``."""
         content_type = headers.get("Content-Type", "")
         if not re.fullmatch(r'multipart/mixed;\s*boundary="?batch_[\w-]+"?', content_type):
             pytest.fail(f"$batch with Content-Type {content_type!r}")
@@ -641,42 +676,86 @@ class FakeDataverse(BaseAdapter):
             b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body, policy=email.policy.HTTP
         )
         assert message.is_multipart(), "the $batch body is not multipart"
-        outer = list(message.iter_parts())
-        if len(outer) != 1:
-            pytest.fail(f"$batch with {len(outer)} top-level parts; expected one change set")
-        change_set = outer[0]
-        boundary = change_set.get_boundary() or ""
-        if change_set.get_content_type() != "multipart/mixed" or not boundary.startswith("changeset_"):
-            pytest.fail("the $batch part is not a change set")
-        inner: list[InnerRequest] = []
-        for part in change_set.iter_parts():
-            if part.get_content_type() != "application/http" or part.get("Content-Transfer-Encoding") != "binary":
-                pytest.fail("change set part is not application/http with Content-Transfer-Encoding: binary")
-            inner.append(self._inner_request(part.get("Content-ID"), part.get_payload()))
-        self.batches.append(inner)
+        continue_on_error = self.honour_continue_on_error and headers.get("Prefer") == "odata.continue-on-error"
+        items: list[list[InnerRequest] | InnerRequest] = []
+        for part in message.iter_parts():
+            if part.get_content_type() == "multipart/mixed":
+                if not (part.get_boundary() or "").startswith("changeset_"):
+                    pytest.fail("a nested $batch part is not a change set")
+                inner = [self._part(p) for p in part.iter_parts()]
+                if any(r.method == "GET" or r.content_id is None for r in inner):
+                    pytest.fail("a change set request without Content-ID, or a GET inside a change set")
+                items.append(inner)
+            else:
+                request = self._part(part)
+                if request.method != "GET":
+                    pytest.fail(f"{request.method} outside a change set: the client writes only in change sets")
+                items.append(request)
+        ids = [r.content_id for i in items if isinstance(i, list) for r in i]
+        if len(ids) != len(set(ids)):
+            pytest.fail(f"Content-ID values repeat within one $batch: {ids}")
+        self.batches.append([r for i in items for r in (i if isinstance(i, list) else [i])])
+        answers: list[tuple[str, Any]] = []
+        status = 200
+        for item in items:
+            if isinstance(item, list):
+                self.change_sets.append(item)
+                outcome = self._change_set(item)
+                answers.append(outcome)
+                failed = outcome[0] == "failed"
+                failure_status = outcome[1][1].status if failed else 0
+            else:
+                reply = self._route_inner(item, {})
+                answers.append(("single", (item.content_id, reply)))
+                failure_status = reply.status if reply.status >= 400 else 0
+            if failure_status and not continue_on_error:
+                status = failure_status
+                break
+        return self._batch_reply(status, answers)
+
+    def _part(self, part: Any) -> InnerRequest:
+        if part.get_content_type() != "application/http" or part.get("Content-Transfer-Encoding") != "binary":
+            pytest.fail("batch part is not application/http with Content-Transfer-Encoding: binary")
+        return self._inner_request(part.get("Content-ID"), part.get_payload())
+
+    def _route_inner(self, request: InnerRequest, references: Mapping[str, str]) -> Reply:
+        path = request.path
+        if path.startswith("$"):
+            ref, _, rest = path[1:].partition("/")
+            if ref not in references:
+                return Reply(400, {"error": {"code": "0x80060888", "message": f"Content-ID Reference: '${ref}'"}})
+            path = f"{API}systemusers({references[ref]})" + (f"/{rest}" if rest else "")
+        if not path.startswith(API):
+            pytest.fail(f"inner request path {request.path!r} is not /api/data/v9.2/... nor $n")
+        relative, _, raw_query = path[len(API) :].partition("?")
+        query = dict(parse_qsl(raw_query, keep_blank_values=True))
+        try:
+            return self._dispatch(
+                request.method,
+                relative,
+                query,
+                request.headers,
+                request.body.encode(),
+                in_change_set=request.method != "GET",
+            )
+        except WebApiError as exc:
+            return exc.reply
+
+    def _change_set(self, change_set: list[InnerRequest]) -> tuple[str, Any]:
         snapshot = copy.deepcopy(self.users)
+        references: dict[str, str] = {}
         replies: list[tuple[str | None, Reply]] = []
-        for request in inner:
-            if request.method == "GET":
-                pytest.fail("GET inside a change set")
-            if not request.path.startswith(API):
-                pytest.fail(f"inner request path {request.path!r} is not /api/data/v9.2/...")
-            try:
-                reply = self._dispatch(
-                    request.method,
-                    request.path[len(API) :],
-                    {},
-                    request.headers,
-                    request.body.encode(),
-                    in_change_set=True,
-                )
-            except WebApiError as exc:
-                reply = exc.reply
+        for request in change_set:
+            reply = self._route_inner(request, references)
             if reply.status >= 400:
                 self.users = snapshot  # a change set is atomic
-                return self._batch_failure(request.content_id, reply)
+                return ("failed", (request.content_id, reply))
+            entity = reply.headers.get("OData-EntityId", "")
+            created = re.search(rf"systemusers\(({GUID})\)$", entity)
+            if request.content_id is not None and created is not None:
+                references[request.content_id] = created.group(1)
             replies.append((request.content_id, reply))
-        return self._batch_success(replies)
+        return ("ok", replies)
 
     @staticmethod
     def _inner_request(content_id: str | None, payload: Any) -> InnerRequest:
@@ -693,41 +772,33 @@ class FakeDataverse(BaseAdapter):
             headers[name.strip()] = value.strip()
         return InnerRequest(content_id, match.group(1), match.group(2), headers, body.strip("\n"))
 
-    def _batch_success(self, replies: list[tuple[str | None, Reply]]) -> Reply:
-        batch = f"batchresponse_{uuid.uuid4()}"
-        change_set = f"changesetresponse_{uuid.uuid4()}"
-        lines = [f"--{batch}", f"Content-Type: multipart/mixed; boundary={change_set}", ""]
-        for content_id, reply in replies:
-            lines += [
-                f"--{change_set}",
-                "Content-Type: application/http",
-                "Content-Transfer-Encoding: binary",
-                f"Content-ID: {content_id}",
-                "",
-                f"HTTP/1.1 {reply.status} {http.client.responses[reply.status]}",
-                "OData-Version: 4.0",
-                "",
-                "",
-            ]
-        lines += [f"--{change_set}--", f"--{batch}--", ""]
-        return Reply(200, "\r\n".join(lines).encode(), {"Content-Type": f"multipart/mixed; boundary={batch}"})
-
-    def _batch_failure(self, content_id: str | None, reply: Reply) -> Reply:
-        batch = f"batchresponse_{uuid.uuid4()}"
-        lines = [f"--{batch}", "Content-Type: application/http", "Content-Transfer-Encoding: binary"]
-        if content_id is not None and self.include_content_id_in_errors:
+    def _http_part(self, content_id: str | None, reply: Reply, *, failure: bool = False) -> list[str]:
+        lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
+        if content_id is not None and (self.include_content_id_in_errors or not failure):
             lines.append(f"Content-ID: {content_id}")
-        lines += [
-            "",
-            f"HTTP/1.1 {reply.status} {http.client.responses[reply.status]}",
-            "Content-Type: application/json; odata.metadata=minimal",
-            "OData-Version: 4.0",
-            "",
-            json.dumps(reply.body),
-            f"--{batch}--",
-            "",
-        ]
-        return Reply(reply.status, "\r\n".join(lines).encode(), {"Content-Type": f"multipart/mixed; boundary={batch}"})
+        lines += ["", f"HTTP/1.1 {reply.status} {http.client.responses[reply.status]}", "OData-Version: 4.0"]
+        lines += [f"{k}: {v}" for k, v in reply.headers.items()]
+        if reply.body is not None:
+            lines += ["Content-Type: application/json; odata.metadata=minimal", "", json.dumps(reply.body)]
+        else:
+            lines += ["", ""]
+        return lines
+
+    def _batch_reply(self, status: int, answers: list[tuple[str, Any]]) -> Reply:
+        batch = f"batchresponse_{uuid.uuid4()}"
+        lines: list[str] = []
+        for kind, value in answers:
+            if kind == "ok":
+                change_set = f"changesetresponse_{uuid.uuid4()}"
+                lines += [f"--{batch}", f"Content-Type: multipart/mixed; boundary={change_set}", ""]
+                for content_id, reply in value:
+                    lines += [f"--{change_set}", *self._http_part(content_id, reply)]
+                lines += [f"--{change_set}--"]
+            else:
+                content_id, reply = value
+                lines += [f"--{batch}", *self._http_part(content_id, reply, failure=kind == "failed")]
+        lines += [f"--{batch}--", ""]
+        return Reply(status, "\r\n".join(lines).encode(), {"Content-Type": f"multipart/mixed; boundary={batch}"})
 
 
 def standard_environment(**kwargs: Any) -> FakeDataverse:

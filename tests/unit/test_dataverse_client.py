@@ -115,14 +115,16 @@ def test_get_application_user_is_one_request_with_business_unit_and_roles(
     fake: FakeDataverse, client: DataverseClient
 ) -> None:
     user_id = fake.add_user(APP, business_unit="ffc-payments", roles=("Basic User", "Environment Maker"), disabled=True)
+    client.catalog()  # 2 GETs once per process: it names the user's business unit
+    fake.requests.clear()
     user = client.get_application_user(APP.upper())
     assert len(fake.requests) == 1
     request = fake.requests[0]
+    # roles (N:N) expanded, the business unit (N:1) NOT: it comes from _businessunitid_value and the catalog
     assert request.url == (
         f"{fake.origin}{API}systemusers?$filter=applicationid%20eq%20{APP}"
-        "&$select=systemuserid,applicationid,fullname,isdisabled,_businessunitid_value"
-        "&$expand=systemuserroles_association($select=roleid,name,_businessunitid_value),"
-        "businessunitid($select=businessunitid,name,_parentbusinessunitid_value)"
+        "&$select=systemuserid,applicationid,fullname,isdisabled,_businessunitid_value,deletedstate"
+        "&$expand=systemuserroles_association($select=roleid,name,_businessunitid_value)"
     )
     assert user is not None
     assert user.systemuser_id == user_id
@@ -131,6 +133,7 @@ def test_get_application_user_is_one_request_with_business_unit_and_roles(
     assert user.disabled is True
     assert user.business_unit_id == fake.business_unit_id("ffc-payments")
     assert user.business_unit_name == "ffc-payments"
+    assert user.business_unit_is_root is False
     assert user.roles == {
         fake.role_id("Basic User", "ffc-payments"): "Basic User",
         fake.role_id("Environment Maker", "ffc-payments"): "Environment Maker",
@@ -144,8 +147,11 @@ def test_get_application_user_absent_is_none(fake: FakeDataverse, client: Datave
 
 def test_get_user_by_id_and_404_is_none(fake: FakeDataverse, client: DataverseClient) -> None:
     user_id = fake.add_user(APP, roles=("Basic User",))
+    client.catalog()
+    fake.requests.clear()
     user = client.get_user(user_id)
     assert user is not None and user.roles == {fake.role_id("Basic User"): "Basic User"}
+    assert user.business_unit_name == "defradev-dev" and user.business_unit_is_root is True
     assert client.get_user(str(uuid.uuid4())) is None
     assert [r.path.split("(")[0] for r in fake.requests] == ["systemusers", "systemusers"]
 
@@ -504,7 +510,9 @@ def test_one_token_request_across_threads_and_clients(
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(work, range(8)))
-    assert fake.count("GET") == 24
+    # 24 reads (of a user that does not exist: no catalog needed); lookups that arrive together at one client
+    # share a GET, so 12 (3 per client) to 24
+    assert 12 <= fake.count("GET") <= 24
     assert credential.calls == 1
 
 

@@ -199,3 +199,55 @@ def test_expanded_business_unit_tells_whether_the_user_sits_in_the_root_unit() -
         False,
         None,
     )
+
+
+# -- the business unit from the catalog, soft-deleted rows, disguised names ----------------------------------------
+
+
+def _catalog() -> RoleCatalog:
+    units = [
+        {"businessunitid": RECORDED_BU, "name": "orgfceb6ae4", "_parentbusinessunitid_value": None},
+        {"businessunitid": "2360fdcb-b6e1-ee11-904c-002248dad9c1", "name": "ffc-payments",
+         "_parentbusinessunitid_value": RECORDED_BU},
+    ]  # fmt: skip
+    return RoleCatalog.from_wire(
+        "https://orgfceb6ae4.crm17.dynamics.com", units, collection_from_wire(_load("roles-catalog.json"))
+    )
+
+
+def test_a_recorded_row_names_its_business_unit_from_the_catalog_without_expanding_it() -> None:
+    row = _load("systemuser-with-roles.json")
+    assert "businessunitid" not in row or not isinstance(row.get("businessunitid"), dict)
+    user = application_user_from_wire(row, _catalog())
+    assert (user.business_unit_name, user.business_unit_is_root) == ("orgfceb6ae4", True)
+    assert user.deleted is False  # the recording's deletedstate is 0
+    assert application_user_from_wire(row).business_unit_name is None  # without a catalog: unnamed, not guessed
+
+
+def test_deletedstate_marks_a_soft_deleted_row() -> None:
+    row = {**_load("systemuser-with-roles.json"), "deletedstate": 1}
+    assert application_user_from_wire(row, _catalog()).deleted is True
+    with pytest.raises(UnexpectedResponse, match="deletedstate"):
+        application_user_from_wire({**row, "deletedstate": "1"})
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["System\u00a0Administrator", "System  Administrator", "System\tAdministrator", "System\u200bAdministrator",
+     " System Administrator"],
+    ids=["no-break-space", "two-spaces", "tab", "zero-width-space", "leading-space"],
+)  # fmt: skip
+def test_a_disguised_name_never_resolves_even_where_name_key_would_fold_it(name: str) -> None:
+    catalog = _catalog()
+    with pytest.raises(UnknownSecurityRole) as role:
+        catalog.role(name)
+    assert role.value.reason is not None and "is refused" in str(role.value) and "\n" not in str(role.value)
+    with pytest.raises(UnknownBusinessUnit) as unit:
+        catalog.business_unit(name.replace("System", "ffc").replace("Administrator", "payments"))
+    assert unit.value.reason is not None
+
+
+def test_another_case_resolves_to_the_real_role() -> None:
+    catalog = _catalog()
+    assert catalog.role("system administrator").name == "System Administrator"
+    assert catalog.business_unit("FFC-PAYMENTS").name == "ffc-payments"

@@ -174,7 +174,7 @@ CASES = [
     ),
     Case(
         "names-match-case-insensitively",
-        desired("basic user", "ENVIRONMENT  MAKER"),
+        desired("basic user", "ENVIRONMENT MAKER"),
         actual("Basic User", "Environment Maker"),
         True,
         (),
