@@ -190,7 +190,7 @@ def fleet(
     console = Console() if sys.stdout.isatty() else Console(width=160)
     progress = Console(stderr=True)
     started = time.monotonic()
-    command = fleet_command(sizes, latency_ms, per_resource_max_users, write_docs=write_docs, json_path=json_path)
+    command = fleet_command(sizes, latency_ms, per_resource_max_users, write_docs=write_docs)
     try:
         report = run_fleet(
             sizes,
@@ -215,17 +215,13 @@ def fleet(
     sys.exit(0 if report.correct else 1)
 
 
-def fleet_command(
-    sizes: tuple[int, ...], latency_ms: int, per_resource_max_users: int, *, write_docs: bool, json_path: str | None
-) -> str:
+def fleet_command(sizes: tuple[int, ...], latency_ms: int, per_resource_max_users: int, *, write_docs: bool) -> str:
     """The command line that reproduces a fleet run with exactly these settings."""
     parts = [".venv/bin/python -m bench fleet", *(f"--fleet-users {n}" for n in sizes)]
     parts += [f"--latency-ms {latency_ms}", f"--per-resource-max-users {per_resource_max_users}"]
     if write_docs:
         parts.append("--write-docs")
-    if json_path:
-        parts.append(f"--json {json_path}")
-    return " ".join(parts)
+    return " ".join(parts)  # --json only says where to copy the figures: it changes none of them
 
 
 def _one_line(error: Exception) -> str:

@@ -14,7 +14,8 @@ many operations the engine gets through at once:
 1. **create** (``pulumi up`` on an empty stack): check + create of every resource; a per-resource role
    assignment starts when its user exists (it depends on the user's id);
 2. **refresh** (``pulumi refresh``): read of every resource;
-3. **preview** (``pulumi preview``, nothing changed): check + diff of every resource;
+3. **preview** (``pulumi preview``, nothing changed): check + diff of every resource (adp-identity's check looks
+   the declared names up in the environment's role catalog);
 4. **update** (``pulumi up`` after one role of every tenth user was replaced by another): check + diff of every
    resource, then the update (adp-identity) or the replacement (per-resource: create the new role assignment,
    then delete the old one, as the engine replaces create-before-delete);

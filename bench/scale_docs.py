@@ -62,10 +62,11 @@ def document(report: ScaleReport, chart_name: str) -> str:
         "pulumi.dynamic` process, driven 4 operations at a time (the host's gRPC server has 4 workers). Its "
         "start-up is not timed.",
         "- **Phases**: `create` (empty stack, check + create of everything); `refresh` (read of everything); "
-        "`preview` (nothing changed: check + diff of everything); `update` (one role of every tenth user replaced: "
-        "check + diff of everything, then the changes); `audit` (adp-identity: `adp-identity audit` over every "
-        "environment in a fresh process; the per-resource way has no audit, so its drift check is a refresh of "
-        "every resource, which cannot see users it does not manage).",
+        "`preview` (nothing changed: check + diff of everything; adp-identity's check looks the declared names up "
+        "in each environment's role catalog, 2 GETs per environment per process); `update` (one role of every "
+        "tenth user replaced: check + diff of everything, then the changes); `audit` (adp-identity: "
+        "`adp-identity audit` over every environment in a fresh process; the per-resource way has no audit, so "
+        "its drift check is a refresh of every resource, which cannot see users it does not manage).",
         "- **Counted** from the emulator's request log: `requests` are Dataverse requests answered (a `$batch` is "
         "one), `429` the answers 429 (each one sent again after `Retry-After`, not in `requests`); `ops` the "
         "resource operations the engine sent (create, read, diff, update, delete; for adp-identity's audit, the "

@@ -8,6 +8,7 @@ nothing to change on a second run. The docs generated from the run are checked f
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -100,20 +101,33 @@ def test_per_resource_requests_follow_the_terraform_providers_rules(
 
 
 def test_adp_identity_requests_per_phase(adp: SideRun, fleet: list[FleetUser]) -> None:
+    """Issue 8 §1: per environment, a listing of every application user (1 GET up to 5,000) and the role catalog
+    (2 GETs: business units, roles) answer refresh and audit; a user's create or change is one $batch change set,
+    coalesced with concurrent ones; a no-op writes nothing; preview checks names against the catalog."""
     assert adp.problems == []
-    per_environment = {short: sum(1 for u in fleet if u.environment == short) for short in ENVIRONMENTS}
-    assert all(per_environment.values())
+    environments = len(ENVIRONMENTS)
+    listing = math.ceil(USERS / 5000) + 2  # per environment
+    changed = sum(1 for u in fleet if u.changed_roles is not None)
+    changed_environments = len({u.environment for u in fleet if u.changed_roles is not None})
     figures = {p.phase: p for p in adp.phases}
-    assert figures["preview"].requests == 0
-    assert figures["create"].writes >= 1 and figures["update"].writes == 1  # one user changes: one request
-    assert all(figures[p].writes == 0 for p in ("refresh", "preview", "audit"))
+    create = figures["create"]
+    # every write a $batch, at most one per user (coalescing merges concurrent ones; how many depends on timing)
+    assert create.writes == create.batches and environments <= create.batches <= USERS
+    # listing + catalog per environment, and at most one individual re-read per user missing from the listing
+    assert environments * listing <= create.reads <= environments * listing + USERS
+    assert (figures["refresh"].requests, figures["refresh"].writes) == (environments * listing, 0)
+    assert (figures["preview"].requests, figures["preview"].writes) == (environments * 2, 0)  # the catalogs
+    update = figures["update"]
+    assert (update.writes, update.batches) == (changed, changed)  # one role changed: 1 request
+    assert update.reads == environments * 2 + changed_environments * (listing - 2)
+    assert (figures["audit"].requests, figures["audit"].writes) == (environments * listing, 0)
     assert all(p.throttled == 0 for p in adp.phases)
-    assert adp.second_run.writes == 0
+    assert (adp.second_run.requests, adp.second_run.writes) == (environments * listing, 0)
     assert {p.phase: p.operations for p in adp.phases} == {
         "create": USERS,
         "refresh": USERS,
         "preview": USERS,
-        "update": USERS + 1,
+        "update": USERS + changed,
         "audit": USERS,
     }
 
