@@ -3,7 +3,8 @@
 #   make test    run the test suite
 #   make test-fast  the unit and program tests only (no emulator, no provider host)
 #   make check   format check, lint, types, tests (what CI runs)
-#   make bench   measure request counts and timings per provider operation (prints figures)
+#   make bench   measure request counts and timings per provider operation, then the fleet part (prints figures)
+#   make bench-fleet  the fleet part alone, writing docs/benchmarks.md and docs/benchmarks.svg from the run
 PYTHON ?= python3
 UV_VERSION := 0.13.8
 TOOLS := .tools
@@ -14,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 PYTEST_ARGS ?= -n auto
 
-.PHONY: install demo test test-fast lint types fmt check bench clean emulator lock
+.PHONY: install demo test test-fast lint types fmt check bench bench-fleet clean emulator lock
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit("adp-identity needs Python 3.11 or newer (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -60,6 +61,11 @@ check: lint types test
 
 bench: install
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench fleet
+
+# The fleet part (docs/benchmarks.md says what it measures): 100, 500 and 1,500 users at 50 ms per request.
+bench-fleet: install
+	$(BIN)/python -m bench fleet --write-docs
 
 # The single re-pin entry: run it after changing pyproject.toml, and commit both files it writes.
 #   uv.lock           the lock Pulumi's uv toolchain reads (Pulumi.yaml `toolchain: uv`; CI sets UV_FROZEN=1, so
