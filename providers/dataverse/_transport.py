@@ -35,15 +35,11 @@ Bounds (issue 9, "every loop ends, every call has a deadline"):
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
 import random
-import socket
-import threading
 import time
-import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,11 +48,11 @@ from urllib.parse import urlsplit
 import requests
 import requests.adapters
 import urllib3
-import urllib3.connection
 import urllib3.exceptions
 
 from providers._identity import token_caller
 from providers._retry_after import throttle_wait
+from providers._wire import Expired, TooLarge, Undecodable, WatchedAdapter, read_bounded, watching
 from providers.dataverse._pacing import PACING, Pacer, WaitTooLong
 from providers.dataverse.errors import (
     ConnectionFailed,
@@ -83,8 +79,6 @@ CONNECT_TIMEOUT = 10.0  # seconds, per attempt
 READ_TIMEOUT = 120.0  # seconds, per socket read (and never more than the operation has left)
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # per answer, compressed and decompressed alike
 MAX_PACING_WAIT = 300.0  # seconds one operation may be held back by pacing: one window frees any request limit
-_CHUNK = 64 * 1024  # raw bytes per read
-_PIECE = 1024 * 1024  # decompressed bytes per zlib call
 
 # Headers every Web API request carries (powerapps-docs compose-http-requests-handle-errors). Accept-Encoding is
 # pinned to the two codings this module decompresses itself (requests would also offer br / zstd when installed).
@@ -150,122 +144,14 @@ def error_body(response: requests.Response) -> tuple[str | None, str]:
     return None, response.reason or f"HTTP {response.status_code}"
 
 
-# -- the deadline watchdog ------------------------------------------------------------------------------------------
-
-_current = threading.local()
+# -- the session and one attempt's wire errors ---------------------------------------------------------------------
 
 
-class _Watch:
-    """Shuts down the sockets one attempt uses when its deadline passes, so no blocked read outlives it.
-
-    Armed on the first socket the attempt's connection reports (``_WatchedHTTPSConnection``); an attempt through
-    an adapter without sockets (a test fake) is bounded by the clock checks alone. urllib3 hands a connection back
-    to its pool when the last byte of a body is read, a moment before the attempt closes its watch: a deadline
-    passing in exactly that moment can cut the connection another thread has just taken, which then fails as any
-    dropped connection does (retried when idempotent, ``maybe_committed`` otherwise).
-    """
-
-    def __init__(self, deadline_at: float, clock: Callable[[], float]) -> None:
-        self._deadline_at = deadline_at
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._sockets: list[Any] = []
-        self._timer: threading.Timer | None = None
-        self._done = False
-        self.fired = False
-
-    def add(self, sock: Any) -> None:
-        with self._lock:
-            if self._done or any(s is sock for s in self._sockets):
-                return
-            self._sockets.append(sock)
-            if self.fired:
-                _shutdown(sock)
-            elif self._timer is None:
-                self._timer = threading.Timer(max(0.0, self._deadline_at - self._clock()), self._fire)
-                self._timer.daemon = True
-                self._timer.start()
-
-    def _fire(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self.fired = True
-            for sock in self._sockets:
-                _shutdown(sock)
-
-    def close(self) -> None:
-        with self._lock:
-            self._done = True
-            self._sockets.clear()
-            timer = self._timer
-        if timer is not None:
-            timer.cancel()
-
-
-def _shutdown(sock: Any) -> None:
-    """End every blocked read on ``sock`` now (from another thread): the read sees the connection close."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        if isinstance(sock, socket.socket):
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, also for an SSLSocket
-        else:
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-@contextlib.contextmanager
-def _watching(deadline_at: float, clock: Callable[[], float]) -> Iterator[_Watch]:
-    watch = _Watch(deadline_at, clock)
-    previous = getattr(_current, "watch", None)
-    _current.watch = watch
-    try:
-        yield watch
-    finally:
-        _current.watch = previous
-        watch.close()
-
-
-def _watch_socket(sock: Any) -> None:
-    watch = getattr(_current, "watch", None)
-    if watch is not None and sock is not None:
-        watch.add(sock)
-
-
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    """urllib3's HTTPS connection, reporting its socket to the attempt's watch (if any) before it is used."""
-
-    def connect(self) -> None:
-        super().connect()
-        _watch_socket(self.sock)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _watch_socket(self.sock)
-        super().request(*args, **kwargs)
-
-
-class _WatchedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-def _use_watched_pools(manager: Any) -> None:
-    classes = getattr(manager, "pool_classes_by_scheme", None)
-    if isinstance(classes, Mapping):
-        manager.pool_classes_by_scheme = {**classes, "https": _WatchedHTTPSConnectionPool}
-
-
-class DeadlineAdapter(requests.adapters.HTTPAdapter):
-    """requests' HTTPAdapter whose HTTPS connections report their sockets to the deadline watchdog.
+class DeadlineAdapter(WatchedAdapter):
+    """requests' HTTPAdapter whose HTTPS connections report to the attempt's deadline watch (``providers._wire``).
 
     Outside a ``Transport`` attempt it behaves exactly as the stock adapter does.
     """
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        _use_watched_pools(self.poolmanager)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        _use_watched_pools(manager)
-        return manager
 
 
 def fit_deadline_adapter(session: requests.Session) -> requests.Session:
@@ -291,9 +177,6 @@ def new_session() -> requests.Session:
     return fit_deadline_adapter(requests.Session())
 
 
-# -- reading a body within its bounds -------------------------------------------------------------------------------
-
-
 class _Expired(Exception):
     """The operation's deadline passed during an attempt; ``sent``: the request may have reached Dataverse."""
 
@@ -308,56 +191,8 @@ class _TooLarge(Exception):
         self.status = status
 
 
-class _Inflater:
-    """Incremental decoding of one Content-Encoding into a buffer, with a cap on the output (``zlib``'s
-    ``max_length``): at most ``limit + 1`` bytes are ever produced, in pieces of at most ``_PIECE``."""
-
-    def __init__(self, encoding: str, limit: int, into: bytearray) -> None:
-        self.encoding = encoding
-        self._limit = limit
-        self._into = into
-        self._first = True
-        self._inflater = self._new()
-
-    def _new(self, wbits: int | None = None) -> Any:
-        if self.encoding in ("gzip", "x-gzip"):
-            return zlib.decompressobj(16 + zlib.MAX_WBITS)
-        if self.encoding == "deflate":
-            return zlib.decompressobj(zlib.MAX_WBITS if wbits is None else wbits)
-        return None
-
-    def feed(self, data: bytes) -> None:
-        if self._inflater is None:
-            self._put(data)
-            return
-        if self._first and self.encoding == "deflate":
-            self._first = False
-            produced = len(self._into)
-            try:  # RFC 9110 "deflate" is zlib-wrapped; some servers send raw deflate (urllib3 accepts both)
-                self._inflate(data)
-                return
-            except zlib.error:
-                del self._into[produced:]
-                self._inflater = self._new(-zlib.MAX_WBITS)
-        self._inflate(data)
-
-    def _inflate(self, data: bytes) -> None:
-        while data:
-            room = self._limit - len(self._into) + 1
-            self._put(self._inflater.decompress(data, min(room, _PIECE)))
-            data = self._inflater.unconsumed_tail
-            if not data and self._inflater.eof and self._inflater.unused_data and self.encoding != "deflate":
-                data = self._inflater.unused_data  # the next member of a multi-member gzip body
-                self._inflater = self._new()
-
-    def finish(self) -> None:
-        if self._inflater is not None:
-            self._put(self._inflater.flush())
-
-    def _put(self, piece: bytes) -> None:
-        self._into += piece
-        if len(self._into) > self._limit:
-            raise _TooLarge(len(self._into), "after decompression" if self._inflater is not None else "on the wire")
+# what a ResponseTooLarge says of each stage at which read_bounded stopped
+_TOO_LARGE_AT = {"wire": "on the wire", "inflated": "after decompression", "buffered": "as buffered by the adapter"}
 
 
 def _location_origin(value: str | None) -> str | None:
@@ -562,10 +397,10 @@ class Transport:
             raise self._error(call, status, code, message)
 
     def _exchange(self, call: Call, headers: Mapping[str, str], deadline_at: float) -> requests.Response:
-        """One attempt: send, then read the whole body within the deadline and the size cap."""
+        """One attempt: send, then read the whole body within the deadline and the size cap (``read_bounded``)."""
         left = deadline_at - self._monotonic()
         timeout = (max(0.001, min(CONNECT_TIMEOUT, left)), max(0.001, min(READ_TIMEOUT, left)))
-        with _watching(deadline_at, self._monotonic) as watch:
+        with watching(deadline_at, self._monotonic) as watch:
             try:
                 response = self._session.request(
                     call.method,
@@ -581,57 +416,35 @@ class Transport:
                     raise _Expired(sent=not _never_sent(exc)) from None
                 raise
             try:
-                self._read_body(call, response, deadline_at)
-            except _TooLarge as too_large:
+                body = read_bounded(response, self.max_response_bytes, expired=lambda: self._monotonic() >= deadline_at)
+            except TooLarge as too_large:
                 response.close()
-                too_large.status = response.status_code
-                raise
-            except _Expired:
+                if too_large.stage == "announced":
+                    raise _TooLarge(
+                        0, f"it announced Content-Length {too_large.read:,}", response.status_code
+                    ) from None
+                raise _TooLarge(too_large.read, _TOO_LARGE_AT[too_large.stage], response.status_code) from None
+            except Undecodable as bad:
                 response.close()
-                raise
-            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError, zlib.error) as exc:
+                if bad.unsupported:
+                    what = (
+                        f"Dataverse sent a body with Content-Encoding {bad.encoding!r}; only gzip and deflate were "
+                        "accepted"
+                    )
+                else:
+                    what = f"Dataverse sent a {response.headers.get('Content-Encoding')} body that does not decode"
+                raise self._unexpected(call, what, response) from None
+            except Expired:
+                response.close()
+                raise _Expired(sent=True) from None
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
                 response.close()
                 if watch.fired or self._monotonic() >= deadline_at:
                     raise _Expired(sent=True) from None
-                if isinstance(exc, zlib.error):
-                    what = f"Dataverse sent a {response.headers.get('Content-Encoding')} body that does not decode"
-                    raise self._unexpected(call, what, response) from None
                 raise requests.ConnectionError("the connection failed while the answer was read") from exc
-        return response
-
-    def _read_body(self, call: Call, response: requests.Response, deadline_at: float) -> None:
-        """Read the raw body in pieces (clock checked between them), cap it on the wire and after decompression."""
-        limit = self.max_response_bytes
-        length = response.headers.get("Content-Length", "").strip()
-        if length.isdigit() and int(length) > limit:
-            raise _TooLarge(0, f"it announced Content-Length {int(length):,}")
-        raw = response.raw
-        read1 = getattr(raw, "read1", None)
-        if raw is None or read1 is None:  # an adapter that buffered the body itself (no stream to bound)
-            content = response.content or b""
-            if len(content) > limit:
-                raise _TooLarge(len(content), "as buffered by the adapter")
-            return
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
-        if encoding not in ("identity", "gzip", "x-gzip", "deflate"):
-            what = f"Dataverse sent a body with Content-Encoding {encoding!r}; only gzip and deflate were accepted"
-            raise self._unexpected(call, what, response)
-        body = bytearray()
-        inflater = _Inflater(encoding, limit, body)
-        wire = 0
-        while True:
-            if self._monotonic() >= deadline_at:
-                raise _Expired(sent=True)
-            piece = read1(_CHUNK, decode_content=False)
-            if not piece:
-                break
-            wire += len(piece)
-            if wire > limit:
-                raise _TooLarge(wire, "on the wire")
-            inflater.feed(piece)
-        inflater.finish()
-        response._content = bytes(body)
+        response._content = body
         response._content_consumed = True  # type: ignore[attr-defined]
+        return response
 
     def _deadline_exceeded(self, call: Call, why: str, *, maybe_committed: bool) -> DeadlineExceeded:
         return DeadlineExceeded(

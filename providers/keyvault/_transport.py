@@ -26,31 +26,26 @@ No Pulumi import. Secrets never pass through here: the client only reads certifi
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 import re
-import socket
 import threading
 import time
-import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-import urllib3
 from azure.core.credentials import AccessToken
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import HTTPPolicy, RetryPolicy
 from azure.core.pipeline.transport import HttpTransport, RequestsTransport
 from azure.core.rest import HttpRequest, HttpResponse
-from urllib3.connection import HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from providers._identity import CredentialFailed, TokenCredential, bearer_token, default_credential, refuse_token
 from providers._origin import https_origin
+from providers._wire import Expired, TooLarge, Undecodable, WatchedAdapter, read_bounded, watching
 from providers.keyvault.errors import (
     ConnectionFailed,
     DeadlineExceeded,
@@ -66,7 +61,6 @@ LOOPBACK_VAULTS_ENV = "ADP_IDENTITY_LOOPBACK_VAULTS"  # set by the emulator's cr
 CALL_OPTION = "adp_keyvault_call"  # the per-call keyword that carries a CallMeter down to the transport
 _VAULT_HOST = re.compile(r"^[0-9a-z-]{3,24}\.vault\.azure\.net$")  # Key Vault names: 3-24 letters, digits, '-'
 _NOT_PROCESSED = (429, 503)  # Key Vault did not act on the request: even a POST may be sent again
-_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -318,72 +312,8 @@ class VaultTransport(HttpTransport[HttpRequest, HttpResponse]):  # type: ignore[
 # -- the wire: size cap before decompression, and a watchdog for the exchange deadline ----------------------------
 
 
-class _Watch:
-    """The connections of one exchange; ``expire`` (the timer's thread) shuts their sockets."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.expired = False
-        self._connections: list[HTTPSConnection] = []
-
-    def attach(self, connection: HTTPSConnection) -> None:
-        with self._lock:
-            if self.expired:
-                raise TimeoutError("the exchange deadline passed")
-            if connection not in self._connections:
-                self._connections.append(connection)
-
-    def expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            connections = list(self._connections)
-        for connection in connections:
-            sock = getattr(connection, "sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the base method: safe on an SSLSocket too
-
-
-def _attach(connection: HTTPSConnection) -> None:
-    watch = getattr(_LOCAL, "watch", None)
-    if isinstance(watch, _Watch):
-        watch.attach(connection)
-
-
-class _WatchedConnection(HTTPSConnection):
-    """An HTTPS connection the current exchange's watchdog can shut (connect, send and read alike)."""
-
-    def connect(self) -> None:
-        _attach(self)
-        super().connect()
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach(self)
-        super().request(*args, **kwargs)
-
-    def getresponse(self) -> Any:
-        _attach(self)
-        return super().getresponse()
-
-
-class _WatchedPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedConnection
-
-
-_POOLS: dict[str, type[HTTPConnectionPool]] = {"http": HTTPConnectionPool, "https": _WatchedPool}
-
-
-class _BoundedAdapter(requests.adapters.HTTPAdapter):
+class _BoundedAdapter(WatchedAdapter):
     """Every answer is read here, within the exchange deadline and the size cap, before anyone decodes it."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.PoolManager:
-        manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _POOLS
-        return manager
 
     def send(  # type: ignore[override]  # noqa: PLR0917 - requests' signature
         self,
@@ -398,39 +328,32 @@ class _BoundedAdapter(requests.adapters.HTTPAdapter):
         if not isinstance(exchange, _Exchange):  # used outside VaultTransport: still bounded
             seconds = Limits.exchange_timeout
             exchange = _Exchange(time.monotonic() + seconds, seconds, Limits.max_response_bytes, "", "", "")
-        watch = _Watch()
-        _LOCAL.watch = watch
-        timer = threading.Timer(max(0.0, exchange.deadline - time.monotonic()), watch.expire)
-        timer.daemon = True
-        timer.start()
-        try:
-            response = self._exchange(request, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
-            _load_bounded(response, exchange)
-            if watch.expired:  # a socket shut mid-headers reads as their end: never take that as an answer
-                response.close()
-                raise TimeoutError("the exchange deadline passed")
-            return response
-        except (ResponseTooLarge, MalformedResponse):
-            raise
-        except requests.exceptions.SSLError as exc:
-            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
-                # a configuration problem, not a network one: never retried
-                raise ConnectionFailed(
-                    "TLS verification failed: is REQUESTS_CA_BUNDLE set to the vault's CA?",
-                    vault=exchange.vault,
-                    method=exchange.method,
-                    url=exchange.url,
-                ) from None
-            raise
-        except Exception:
-            if watch.expired:
-                raise requests.exceptions.ReadTimeout(
-                    f"no complete answer within {exchange.seconds:.1f}s (the exchange's share of the call deadline)"
-                ) from None
-            raise
-        finally:
-            timer.cancel()
-            _LOCAL.watch = None
+        with watching(exchange.deadline) as watch:
+            try:
+                response = self._exchange(request, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+                _load_bounded(response, exchange)
+                if watch.fired:  # a socket shut mid-headers reads as their end: never take that as an answer
+                    response.close()
+                    raise TimeoutError("the exchange deadline passed")
+                return response
+            except (ResponseTooLarge, MalformedResponse):
+                raise
+            except requests.exceptions.SSLError as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
+                    # a configuration problem, not a network one: never retried
+                    raise ConnectionFailed(
+                        "TLS verification failed: is REQUESTS_CA_BUNDLE set to the vault's CA?",
+                        vault=exchange.vault,
+                        method=exchange.method,
+                        url=exchange.url,
+                    ) from None
+                raise
+            except Exception:
+                if watch.fired:
+                    raise requests.exceptions.ReadTimeout(
+                        f"no complete answer within {exchange.seconds:.1f}s (the exchange's share of the call deadline)"
+                    ) from None
+                raise
 
     def _exchange(
         self,
@@ -446,54 +369,34 @@ class _BoundedAdapter(requests.adapters.HTTPAdapter):
 
 
 def _load_bounded(response: requests.Response, exchange: _Exchange) -> None:
-    """Read the raw body (never decoded by urllib3), inflate it ourselves, at most ``max_bytes`` either way."""
+    """Read the raw body (never decoded by urllib3) with ``read_bounded``: at most the cap either side of inflating."""
     limit = exchange.max_bytes
 
     def refuse(kind: type[MalformedResponse], message: str) -> MalformedResponse:
         response.close()  # the connection is dropped, never reused with the rest of the answer in it
         return kind(message, vault=exchange.vault, method=exchange.method, url=exchange.url)
 
-    def too_large(what: str) -> MalformedResponse:
-        return refuse(ResponseTooLarge, f"the answer {what} more than the {limit} bytes allowed; refused")
-
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large(f"declares {declared} bytes,")
-    encoding = response.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in ("", "identity", "gzip", "deflate"):
-        raise refuse(MalformedResponse, f"the answer is encoded {encoding!r}, which is not asked for")
-    inflate = zlib.decompressobj(32 + zlib.MAX_WBITS) if encoding in ("gzip", "deflate") else None  # gzip or zlib
-    raw, body = 0, bytearray()
-    for chunk in _raw_chunks(response):
-        raw += len(chunk)
-        if raw > limit:
-            raise too_large("holds")
-        if inflate is None:
-            body += chunk
-            continue
-        try:
-            body += inflate.decompress(chunk, limit + 1 - len(body))
-        except zlib.error:
-            raise refuse(MalformedResponse, f"the {encoding} answer does not inflate") from None
-        if len(body) > limit or inflate.unconsumed_tail:
-            raise too_large("inflates to")
-    if inflate is not None:
-        body += inflate.flush()
-        if len(body) > limit:
-            raise too_large("inflates to")
-        del response.headers["Content-Encoding"]
-    response._content = bytes(body)
+    try:
+        body = read_bounded(response, limit, expired=lambda: time.monotonic() >= exchange.deadline)
+    except TooLarge as too_large:
+        what = _TOO_LARGE_AT.get(too_large.stage, "holds").format(read=too_large.read)
+        raise refuse(ResponseTooLarge, f"the answer {what} more than the {limit} bytes allowed; refused") from None
+    except Undecodable as bad:
+        if bad.unsupported:
+            raise refuse(MalformedResponse, f"the answer is encoded {bad.encoding!r}, which is not asked for") from None
+        raise refuse(MalformedResponse, f"the {bad.encoding} answer does not inflate") from None
+    except Expired:
+        response.close()
+        raise TimeoutError("the exchange deadline passed") from None
+    response._content = body
     response._content_consumed = True  # type: ignore[attr-defined]
+    if "Content-Encoding" in response.headers:
+        del response.headers["Content-Encoding"]  # decoded here: azure-core must not decode it again
     response.headers["Content-Length"] = str(len(body))
 
 
-def _raw_chunks(response: requests.Response) -> Iterator[bytes]:
-    raw = response.raw
-    while True:
-        chunk = raw.read(_CHUNK, decode_content=False)
-        if not chunk:
-            return
-        yield chunk
+# what a ResponseTooLarge says of each stage at which read_bounded stopped
+_TOO_LARGE_AT = {"announced": "declares {read} bytes,", "inflated": "inflates to", "wire": "holds", "buffered": "holds"}
 
 
 def bounded_session() -> requests.Session:

@@ -30,9 +30,9 @@ import urllib3.util.connection
 
 from adp_identity_emulator import Emulator
 from providers._identity import TOKENS, bearer_token, forget_default_credential
+from providers._wire import CHUNK as _CHUNK
 from providers.dataverse._pacing import Pacer
 from providers.dataverse._transport import (
-    _CHUNK,
     MAX_PAGES,
     MAX_RESPONSE_BYTES,
     MAX_THROTTLED_RETRIES,
