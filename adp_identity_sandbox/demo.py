@@ -303,7 +303,10 @@ def brownfield(console: Console, state_dir: Path, *, first: int) -> list[StepRec
             report = json.loads(out)
             for user in report["application_users"]:
                 if user["environment"] == "tst" and user["service"] in ("ahwr-claims", "ffc-pay-web"):
-                    console.print(f"  {user['service']} in tst: {user['writes']} write request(s) to send")
+                    console.print(
+                        f"  {user['service']} in tst: {user['writes']} write(s) to send "
+                        f"in {user['requests']} request(s)"
+                    )
 
         typo = stacks / "defradev" / "ahwr-vets.yaml"
         typo.write_text(

@@ -1,7 +1,8 @@
 """How ``plan`` and ``audit`` print a `StackReport`: text for a terminal or a CI log, Markdown for a pull request.
 
-Counts always match what is listed: a user's header says how many write requests it needs and exactly that many
-bullets follow, one per request (adopting an existing user is no request: it is said in the header). A move to
+Counts always match what is listed: a user's header says how many writes it needs and exactly that many bullets
+follow, one per write, and in how many requests the provider sends them: one, an atomic ``$batch`` change set per
+user (adopting an existing user is no write: it is said in the header). A move to
 another business unit names the roles Dataverse removes with it. The Markdown form is one comment: a summary table
 per environment (create, adopt, change, disable, unmanaged privileged, up to date, errors), errors unfolded, then
 each environment's details folded in ``<details>`` (GitHub and Azure DevOps both render it). Names read from
@@ -25,11 +26,17 @@ __all__ = [
     "plan_markdown",
     "privileged_line",
     "request_lines",
+    "writes_text",
 ]
 
 
 def count(number: int, singular: str, plural: str | None = None) -> str:
     return f"{number} {singular if number == 1 else plural or singular + 's'}"
+
+
+def writes_text(writes: int, requests: int) -> str:
+    """``9 writes in 4 requests``: what a plan holds, and what the provider sends for it."""
+    return f"{count(writes, 'write')} in {count(requests, 'request')}"
 
 
 def _quoted(names: Sequence[str]) -> str:
@@ -50,7 +57,7 @@ def principal_label(view: UserView) -> str:
 
 
 def request_lines(view: UserView) -> list[str]:
-    """One line per write request of the plan, in execution order."""
+    """One line per write of the plan, in execution order (all of them go in one atomic change set)."""
     lines: list[str] = []
     if view.create is not None:
         unit = view.create.business_unit.name
@@ -88,7 +95,7 @@ def _adopt_text(view: UserView) -> str:
 
 
 def user_header(view: UserView) -> str:
-    """``<service> (<principal>): [adopt ...; ]N write requests`` or ``<service>: up to date``."""
+    """``<service> (<principal>): [adopt ...; ]N writes in 1 request`` or ``<service>: up to date``."""
     service = view.target.service
     if view.up_to_date:
         return f"{service}: up to date"
@@ -97,7 +104,7 @@ def user_header(view: UserView) -> str:
         parts.append("to be created")
     if view.adopt is not None:
         parts.append(_adopt_text(view))
-    parts.append(count(view.writes, "write request") if view.writes else "no write request")
+    parts.append(writes_text(view.writes, view.requests) if view.writes else "no write")
     return f"{service} ({principal_label(view)}): {'; '.join(parts)}"
 
 
@@ -135,7 +142,7 @@ def plan_summary(report: StackReport) -> str:
     changing = sum(1 for view in report.views if view.writes)
     text = (
         f"plan: {changing} of {count(total.users, 'application user')} would change "
-        f"({count(total.writes, 'write request')})"
+        f"({writes_text(total.writes, total.requests)})"
     )
     if total.adopt:
         text += f"; {total.adopt} to adopt"
@@ -293,7 +300,7 @@ def plan_markdown(report: StackReport) -> str:
         f"### adp-identity plan: stack {code(report.stack)}",
         "",
         f"{changing} of {count(total.users, 'application user')} would change "
-        f"({count(total.writes, 'write request')}); nothing was written.",
+        f"({writes_text(total.writes, total.requests)}); nothing was written.",
         "",
         *_table(report),
         *_errors(report, "plan"),
@@ -306,7 +313,7 @@ def plan_markdown(report: StackReport) -> str:
             "<details>",
             _summary_tag(
                 f"{environment.name} ({environment.url}): {count(summary.users, 'application user')}, "
-                f"{count(summary.writes, 'write request')}"
+                f"{writes_text(summary.writes, summary.requests)}"
             ),
             "",
         ]

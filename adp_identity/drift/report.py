@@ -107,7 +107,13 @@ class UserView:
 
     @property
     def writes(self) -> int:
+        """The writes the plan holds (each bullet of ``request_lines``)."""
         return self.reading.plan.writes if self.reading.plan is not None else 0
+
+    @property
+    def requests(self) -> int:
+        """The requests the provider sends for them: one ``$batch`` change set, atomic (0 when nothing changes)."""
+        return self.reading.plan.requests if self.reading.plan is not None else 0
 
     @property
     def replaced(self) -> bool:
@@ -262,6 +268,7 @@ class EnvironmentSummary:
     up_to_date: int = 0
     errors: int = 0
     writes: int = 0
+    requests: int = 0  # write requests: one atomic $batch change set per user that changes
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -296,6 +303,10 @@ class StackReport:
     def writes(self) -> int:
         return sum(view.writes for view in self.views)
 
+    @property
+    def requests(self) -> int:
+        return sum(view.requests for view in self.views)
+
     def views_in(self, environment: str) -> tuple[UserView, ...]:
         return tuple(view for view in self.views if view.target.environment == environment)
 
@@ -318,6 +329,7 @@ class StackReport:
                     up_to_date=sum(1 for v in views if v.up_to_date),
                     errors=len(self.errors_in(environment.name)),
                     writes=sum(v.writes for v in views),
+                    requests=sum(v.requests for v in views),
                     **counts,
                 )
             )
@@ -389,7 +401,8 @@ def _user_json(view: UserView) -> dict[str, Any]:
         "new": view.target.new,
         "adopt": view.adopt.systemuser_id if view.adopt is not None else None,
         "writes": view.writes,
-        "requests": request_lines(view),
+        "requests": view.requests,
+        "changes": request_lines(view),
     }
 
 

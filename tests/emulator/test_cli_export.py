@@ -138,7 +138,7 @@ def test_export_round_trip_on_the_default_seed(sandbox: Sandbox) -> None:
     assert hand_made is not None
     assert (
         f"  ffc-pay-web (managed identity {hand_made.application_id}): adopt the existing application user "
-        f"'sndadpinfmi1401-ffc-pay-web' ({hand_made.id}); no write request"
+        f"'sndadpinfmi1401-ffc-pay-web' ({hand_made.id}); no write"
     ) in text
 
     second = sandbox.run("export", "defradev", "--write")

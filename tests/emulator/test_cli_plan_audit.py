@@ -226,9 +226,9 @@ def test_plan_lists_the_operations_grouped_by_environment_and_writes_nothing(set
     hand_made = setup.user_of("dev", "ffc-pay-web")
     start = lines.index(
         f"  ffc-pay-web (managed identity {web}): adopt the existing application user "
-        f"'sndadpinfmi1401-ffc-pay-web' ({hand_made.id}); 3 write requests"
+        f"'sndadpinfmi1401-ffc-pay-web' ({hand_made.id}); 3 writes in 1 request"
     )
-    assert lines[start + 1 : start + 5] == [  # one bullet per write request
+    assert lines[start + 1 : start + 5] == [  # one bullet per write
         "    - enable the user",
         "    - move from business unit 'animal-health' to 'ffc-payments' (Dataverse removes its security role "
         "'System Administrator' on the move)",
@@ -242,7 +242,7 @@ def test_plan_lists_the_operations_grouped_by_environment_and_writes_nothing(set
     assert f"    - create the application user for application {batch} in business unit 'ffc-payments'" in lines
     assert "    - disable the user" in lines  # ahwr-claims is declared disabled in tst
     assert lines[-1] == (
-        "plan: 6 of 6 application users would change (14 write requests); 1 to adopt; 0 up to date; "
+        "plan: 6 of 6 application users would change (14 writes in 6 requests); 1 to adopt; 0 up to date; "
         "2 environments read; 2 unmanaged privileged application users; nothing was written"
     )
     assert_reads_only(setup)
@@ -256,7 +256,9 @@ def test_plan_after_apply_is_up_to_date(setup: Setup) -> None:
     result = run(setup, "plan")
     assert result.exit_code == 0, result.output
     assert sum(1 for line in result.output.splitlines() if line.endswith(": up to date")) == 6
-    assert result.output.splitlines()[-1].startswith("plan: 0 of 6 application users would change (0 write requests)")
+    assert result.output.splitlines()[-1].startswith(
+        "plan: 0 of 6 application users would change (0 writes in 0 requests)"
+    )
     assert_reads_only(setup)
 
 
@@ -602,11 +604,11 @@ def test_plan_plans_a_service_without_outputs_as_to_be_created(setup: Setup) -> 
 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines.count("  ahwr-claims (managed identity, not created yet): to be created; 2 write requests") == 1
+    assert lines.count("  ahwr-claims (managed identity, not created yet): to be created; 2 writes in 1 request") == 1
     assert (
         "    - create the application user in business unit 'animal-health' (its principal is created first)" in lines
     )
-    assert "  ahwr-claims (managed identity, not created yet): to be created; 3 write requests" in lines  # tst
+    assert "  ahwr-claims (managed identity, not created yet): to be created; 3 writes in 1 request" in lines  # tst
     assert_reads_only(setup)
 
 

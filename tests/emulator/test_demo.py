@@ -37,8 +37,8 @@ def test_demo_runs_the_whole_story_and_counts_requests(tmp_path: Path) -> None:
     assert "ffc-pay-web: in sync" in text
     assert "changed stacks/defradev/ahwr-claims.yaml" in text and "changed stacks/defradev/ffc-pay-web.yaml" in text
     assert "validate: OK" in text
-    assert "ahwr-claims in tst: 0 write request(s) to send" in text
-    assert "ffc-pay-web in tst: 0 write request(s) to send" in text
+    assert "ahwr-claims in tst: 0 write(s) to send in 0 request(s)" in text
+    assert "ffc-pay-web in tst: 0 write(s) to send in 0 request(s)" in text
     assert "did you mean 'AHWR Claims Processor'?" in text and "plan exit status 1" in text
     assert "check failed: security role 'AHWR Claim Processor' does not exist" in text
     assert "total" in text

@@ -605,7 +605,8 @@ def test_audit_reports_drift_unmanaged_privileged_users_and_errors(state: Desire
             "new": False,
             "adopt": listed[0].systemuser_id,
             "writes": 1,
-            "requests": ["disassociate security role 'System Administrator'"],
+            "requests": 1,
+            "changes": ["disassociate security role 'System Administrator'"],
         }
     ]
     assert document["unmanaged_privileged_users"][1] == {
@@ -633,6 +634,7 @@ def test_audit_reports_drift_unmanaged_privileged_users_and_errors(state: Desire
         "up_to_date": 0,
         "errors": 1,
         "writes": 1,
+        "requests": 1,
     }
 
 

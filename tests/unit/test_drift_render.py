@@ -176,11 +176,12 @@ def test_the_markdown_is_one_comment_with_the_table_first_and_the_details_folded
         assert lines[table].split(" | ")[1:6] == ["Create", "Adopt", "Change", "Disable", "Unmanaged privileged"]
 
 
-def test_each_user_lists_exactly_as_many_requests_as_its_count(stack_report: StackReport) -> None:
+def test_each_user_lists_exactly_as_many_writes_as_its_count(stack_report: StackReport) -> None:
     lines = plan_lines(stack_report)
     for index, line in enumerate(lines):
-        found = re.search(r"(\d+) write requests?$", line)
+        found = re.search(r"(\d+) writes? in (\d+) requests?$", line)
         if found:
+            assert found.group(2) == "1", line  # all of a user's writes go in one change set
             bullets = 0
             for following in lines[index + 1 :]:
                 if not following.startswith("    - "):
@@ -190,7 +191,7 @@ def test_each_user_lists_exactly_as_many_requests_as_its_count(stack_report: Sta
     markdown = plan_markdown(stack_report).splitlines()
     checked = 0
     for index, line in enumerate(markdown):
-        found = re.search(r"(\d+) write requests?$", line)
+        found = re.search(r"(\d+) writes? in 1 request$", line)
         if found and line.startswith("- **"):
             numbered = 0
             for item in markdown[index + 1 :]:
