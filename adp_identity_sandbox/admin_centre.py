@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from azure.identity import ClientSecretCredential
 
 from adp_identity_emulator import Emulator
+from adp_identity_sandbox.clients import web_api_session
 
 API = "/api/data/v9.2/"
 ADMIN_APPLICATION = "adp-platform-admin"
@@ -39,29 +39,8 @@ class AdminCentre:
 
     @classmethod
     def of(cls, emulator: Emulator, tenant: str, environment: str) -> AdminCentre:
-        identity = emulator.identity(tenant, ADMIN_APPLICATION, "secret")
-        credential = ClientSecretCredential(
-            emulator.tenant(tenant).id,
-            identity["client_id"],
-            identity["secret"],
-            authority=emulator.authority_host,
-            disable_instance_discovery=True,
-            connection_verify=emulator.ca_bundle,
-        )
-        url = emulator.environment_url(environment)
-        session = _TimedSession()
-        session.trust_env = False
-        session.verify = emulator.ca_bundle
-        token = credential.get_token(f"{url}/.default").token
-        session.headers.update(
-            {
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/json",
-                "OData-MaxVersion": "4.0",
-                "OData-Version": "4.0",
-            }
-        )
-        return cls(url, session)
+        session = web_api_session(emulator, tenant, ADMIN_APPLICATION, environment, session=_TimedSession())
+        return cls(emulator.environment_url(environment), session)
 
     def _ok(self, response: requests.Response) -> Any:
         if response.status_code >= 300:

@@ -23,12 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import requests
-from azure.identity import ClientSecretCredential
-
 from adp_identity_emulator import Emulator
 from adp_identity_emulator.dataverse import DataverseEnvironment
 from adp_identity_emulator.log import LogEntry
+from adp_identity_sandbox.clients import emulator_session, secret_credential
 from bench import state_view
 from bench.counting import LogMark, RequestCount, WaitLedger, dataverse_requests, token_requests
 from bench.naive import PerRoleClient
@@ -74,22 +72,10 @@ def _client(
     emulator: Emulator, client_type: type[DataverseClient], *, sleep: WaitLedger | None = None, seed: int = 0
 ) -> DataverseClient:
     """A client acting as the deploying identity, with a client secret against the emulator's authority."""
-    identity = emulator.identity(TENANT, kind="secret")
-    credential = ClientSecretCredential(
-        emulator.tenant(TENANT).id,
-        identity["client_id"],
-        identity["secret"],
-        authority=emulator.authority_host,
-        disable_instance_discovery=True,  # a private authority: never ask login.microsoftonline.com
-        connection_verify=emulator.ca_bundle,
-    )
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = emulator.ca_bundle
     return client_type(
         emulator.environment_url(ENVIRONMENT),
-        credential,
-        session=session,
+        secret_credential(emulator, TENANT),
+        session=emulator_session(emulator),
         max_retry_wait=MAX_RETRY_WAIT,
         sleep=sleep if sleep is not None else time.sleep,
         rng=random.Random(seed),

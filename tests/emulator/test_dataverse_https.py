@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import requests
-from azure.identity import ClientSecretCredential
 
+from adp_identity_sandbox.clients import web_api_session
 from tests.emulator.dataverse_helpers import Op, batch_body, parse_batch_reply
 
 pytestmark = pytest.mark.emulator
@@ -27,29 +27,8 @@ def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 def _session(emu: Any, application: str) -> tuple[requests.Session, str]:
     """A requests session carrying a token the emulated Entra ID issued to ``application`` (secret credential)."""
-    identity = emu.identity("DefraDev", application, "secret")
     url = emu.environment_url("defradev-dev")
-    credential = ClientSecretCredential(
-        emu.tenant("DefraDev").id,
-        identity["client_id"],
-        identity["secret"],
-        authority=emu.authority_host,
-        disable_instance_discovery=True,
-        connection_verify=emu.ca_bundle,
-    )
-    token = credential.get_token(f"{url}/.default").token
-    session = requests.Session()
-    session.trust_env = False  # no proxy, and no REQUESTS_CA_BUNDLE from the environment overriding verify
-    session.verify = emu.ca_bundle
-    session.headers.update(
-        {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-            "OData-MaxVersion": "4.0",
-            "OData-Version": "4.0",
-        }
-    )
-    return session, f"{url}/api/data/v9.2/"
+    return web_api_session(emu, "DefraDev", application, "defradev-dev"), f"{url}/api/data/v9.2/"
 
 
 def test_find_the_deploying_user_over_https(emu: Any) -> None:

@@ -14,13 +14,12 @@ from typing import Any
 import jwt
 import pytest
 import requests
-from azure.identity import ClientSecretCredential
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from adp_identity_emulator import Emulator, KeyMaterial, UnsafeStateDir
 from adp_identity_emulator.faults import THROTTLE_CODE
-from tests.emulator.sessions import dataverse_session
+from tests.emulator.sessions import dataverse_session, secret_credential
 
 pytestmark = pytest.mark.emulator
 
@@ -449,14 +448,7 @@ def test_smoke_dataverse_answers_a_token_from_the_emulated_entra(emulator: Emula
 
 def test_smoke_key_vault_answers_a_token_from_the_emulated_entra(emulator: Emulator) -> None:
     identity = emulator.identity("DefraDev", kind="secret")
-    credential = ClientSecretCredential(
-        emulator.tenant("DefraDev").id,
-        identity["client_id"],
-        identity["secret"],
-        authority=emulator.authority_host,
-        disable_instance_discovery=True,
-        connection_verify=emulator.ca_bundle,
-    )
+    credential = secret_credential(emulator, "DefraDev", None)
     token = credential.get_token("https://vault.azure.net/.default").token
     url = f"{emulator.key_vault_url('sndadpinfkv1401')}/certificates/ffc-pay-batch-app-cert?api-version=7.4"
     reply = requests.get(url, headers={"Authorization": f"Bearer {token}"}, verify=emulator.ca_bundle, timeout=10)

@@ -7,12 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import requests
-from azure.identity import ClientSecretCredential
-
 from adp_identity_emulator import Emulator
 from adp_identity_emulator.log import LogEntry
 from adp_identity_sandbox.admin_centre import AdminCentre
+from adp_identity_sandbox.clients import emulator_session, secret_credential
 from adp_identity_sandbox.provider_host import ProviderHost
 from providers.dataverse.client import DataverseClient
 from providers.dataverse.provider import TYPE_TOKEN, ApplicationUserProvider
@@ -88,17 +86,10 @@ def client_as(
 ) -> DataverseClient:
     """An in-process client acting as an identity of ``tenant`` with its client secret (default: the deploying
     identity; ``application="adp-platform-admin"`` is the System Administrator who changes things by hand)."""
-    identity = emulator.identity(tenant, application, "secret")
-    credential = ClientSecretCredential(
-        emulator.tenant(tenant).id,
-        identity["client_id"],
-        identity["secret"],
-        authority=emulator.authority_host,
-        disable_instance_discovery=True,  # a private authority: never ask login.microsoftonline.com
-        connection_verify=emulator.ca_bundle,
-    )
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = emulator.ca_bundle
     kwargs.setdefault("rng", random.Random(0))
-    return DataverseClient(emulator.environment_url(environment), credential, session=session, **kwargs)
+    return DataverseClient(
+        emulator.environment_url(environment),
+        secret_credential(emulator, tenant, application),
+        session=emulator_session(emulator),
+        **kwargs,
+    )
