@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,17 @@ class LogEntry:
     operations: list[tuple[str, str, int]] = field(default_factory=list)  # inner requests of a $batch
     fault: str | None = None  # the injected fault kind that shaped this exchange, if any
     at: float = 0.0  # time.monotonic() when the exchange was decided (to check that a client waited)
+
+
+class Filters(TypedDict, total=False):
+    """What ``RequestLog.filter`` and ``count`` match on (each given filter must hold)."""
+
+    service: str | None
+    method: str | None
+    path_contains: str | None
+    env: str | None
+    status: int | None
+    caller: str | None
 
 
 class RequestLog:
@@ -75,22 +87,9 @@ class RequestLog:
         with self._lock:
             self._entries.clear()
 
-    def count(
-        self,
-        *,
-        service: str | None = None,
-        method: str | None = None,
-        path_contains: str | None = None,
-        env: str | None = None,
-        status: int | None = None,
-        caller: str | None = None,
-    ) -> int:
-        """How many logged requests match every given filter (``method`` compared case-insensitively)."""
-        return len(
-            self.filter(
-                service=service, method=method, path_contains=path_contains, env=env, status=status, caller=caller
-            )
-        )
+    def count(self, **filters: Unpack[Filters]) -> int:
+        """How many logged requests match every given filter (those of ``filter``)."""
+        return len(self.filter(**filters))
 
     def filter(
         self,
@@ -102,6 +101,7 @@ class RequestLog:
         status: int | None = None,
         caller: str | None = None,
     ) -> list[LogEntry]:
+        """The logged requests matching every given filter (``method`` compared case-insensitively)."""
         wanted_method = method.upper() if method else None
         return [
             e
