@@ -350,9 +350,7 @@ class _BoundedAdapter(WatchedAdapter):
                 raise
             except Exception:
                 if watch.fired:
-                    raise requests.exceptions.ReadTimeout(
-                        f"no complete answer within {exchange.seconds:.1f}s (the exchange's share of the call deadline)"
-                    ) from None
+                    raise requests.exceptions.ReadTimeout(_NO_ANSWER.format(seconds=exchange.seconds)) from None
                 raise
 
     def _exchange(
@@ -387,7 +385,7 @@ def _load_bounded(response: requests.Response, exchange: _Exchange) -> None:
         raise refuse(MalformedResponse, f"the {bad.encoding} answer does not inflate") from None
     except Expired:
         response.close()
-        raise TimeoutError("the exchange deadline passed") from None
+        raise requests.exceptions.ReadTimeout(_NO_ANSWER.format(seconds=exchange.seconds)) from None
     response._content = body
     response._content_consumed = True  # type: ignore[attr-defined]
     if "Content-Encoding" in response.headers:
@@ -395,6 +393,7 @@ def _load_bounded(response: requests.Response, exchange: _Exchange) -> None:
     response.headers["Content-Length"] = str(len(body))
 
 
+_NO_ANSWER = "no complete answer within {seconds:.1f}s (the exchange's share of the call deadline)"
 # what a ResponseTooLarge says of each stage at which read_bounded stopped
 _TOO_LARGE_AT = {"announced": "declares {read} bytes,", "inflated": "inflates to", "wire": "holds", "buffered": "holds"}
 
