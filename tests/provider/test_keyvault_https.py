@@ -7,11 +7,8 @@ ones except where a test shrinks a wait to keep the suite fast (the bound is the
 
 from __future__ import annotations
 
-import contextlib
 import resource
-import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +34,7 @@ from providers.keyvault.errors import (
     UntrustedOrigin,
 )
 from providers.keyvault.models import CertificatePolicy
+from tests.loopback_tls import LoopbackTLSServer
 
 from .keyvault_support import EMULATOR_SEED as SEED
 from .keyvault_support import EMULATOR_VAULT as VAULT
@@ -216,7 +214,7 @@ def test_the_pending_poll_under_retry_after_zero_ends(emulator: Emulator, env: d
 # -- deadlines, size, redirects, malformed answers ---------------------------------------------------------------
 
 
-class TricklingServer:
+class TricklingServer(LoopbackTLSServer):
     """A TLS server on loopback that answers one header byte every ``interval`` seconds, for ever."""
 
     def __init__(self, directory: Path, interval: float = 0.2) -> None:
@@ -226,39 +224,14 @@ class TricklingServer:
         (directory / "server.pem").write_bytes(issued.cert_pem)
         (directory / "server-key.pem").write_bytes(issued.key_pem)
         self.ca_bundle = str(directory / "ca.pem")
-        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._context.load_cert_chain(str(directory / "server.pem"), str(directory / "server-key.pem"))
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.origin = f"https://127.0.0.1:{self._listener.getsockname()[1]}"
         self.interval = interval
-        self.connections = 0
-        self._stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(str(directory / "server.pem"), str(directory / "server-key.pem"))
 
-    def _serve(self) -> None:
-        self._listener.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return  # closed
-            self.connections += 1
-            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
-
-    def _trickle(self, raw: socket.socket) -> None:
-        with contextlib.suppress(OSError, ssl.SSLError):
-            conn = self._context.wrap_socket(raw, server_side=True)
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-            while not self._stop.wait(self.interval):
-                conn.sendall(b"a")  # every recv gets a byte in time: a read timeout never fires
-        raw.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
+    def handle(self, conn: ssl.SSLSocket) -> None:
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        while not self.stop.wait(self.interval):
+            conn.sendall(b"a")  # every recv gets a byte in time: a read timeout never fires
 
 
 def test_a_server_trickling_its_headers_cannot_hold_a_call_beyond_its_deadline(

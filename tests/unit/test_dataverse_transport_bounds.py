@@ -7,7 +7,6 @@ headers one byte per TLS record, and one answering 429 with ``Retry-After: 0`` f
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import json
@@ -15,7 +14,6 @@ import random
 import socket
 import ssl
 import struct
-import threading
 import time
 import tracemalloc
 import zlib
@@ -53,6 +51,7 @@ from providers.dataverse.errors import (
     Throttled,
     UnexpectedResponse,
 )
+from tests.loopback_tls import LoopbackTLSServer
 
 from .fake_dataverse import API, APP, BU_SELECT, FakeCredential, FakeDataverse, Recorded, Reply, standard_environment
 from .fake_dataverse import FakeClock as Clock
@@ -506,38 +505,19 @@ def test_the_stock_adapter_gets_the_deadline_watchdog_and_a_fake_keeps_its_own(f
 # -- against the emulator, over real sockets ------------------------------------------------------------------------
 
 
-class TrickleProxy:
+class TrickleProxy(LoopbackTLSServer):
     """A TLS relay in front of one emulator origin: the request goes on at once, the answer comes back one byte per
     TLS record every ``interval`` seconds (each socket read gets a byte long before any read timeout)."""
 
     def __init__(self, emulator: Emulator, upstream_port: int, interval: float) -> None:
         assert emulator.state_dir is not None
         state = Path(emulator.state_dir)
-        self._server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._server_tls.load_cert_chain(state / "server.pem", state / "server-key.pem")
         self._client_tls = ssl.create_default_context(cafile=emulator.ca_bundle)
         self._upstream = ("127.0.0.1", upstream_port)
         self._interval = interval
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
         self.answer_bytes = 0
         self.trickled = 0
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
-
-    def _accept(self) -> None:
-        self._listener.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
+        super().__init__(str(state / "server.pem"), str(state / "server-key.pem"))
 
     @staticmethod
     def _read_message(sock: Any) -> bytes:
@@ -563,27 +543,20 @@ class TrickleProxy:
             body += chunk
         return head + b"\r\n\r\n" + body
 
-    def _serve(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError), self._server_tls.wrap_socket(conn, server_side=True) as client:
-            request = self._read_message(client)
-            with (
-                socket.create_connection(self._upstream, timeout=10) as raw,
-                self._client_tls.wrap_socket(raw, server_hostname="127.0.0.1") as upstream,
-            ):
-                upstream.sendall(request)
-                answer = self._read_message(upstream)
-            self.answer_bytes = len(answer)
-            for byte in answer:
-                if self._stop.wait(self._interval):
-                    return
-                client.sendall(bytes([byte]))  # one TLS record per byte
-                self.trickled += 1
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        for thread in self._threads:
-            thread.join(timeout=5)
+    def handle(self, client: ssl.SSLSocket) -> None:
+        request = self._read_message(client)
+        with (
+            socket.create_connection(self._upstream, timeout=10) as raw,
+            self._client_tls.wrap_socket(raw, server_hostname="127.0.0.1") as upstream,
+        ):
+            upstream.sendall(request)
+            answer = self._read_message(upstream)
+        self.answer_bytes = len(answer)
+        for byte in answer:
+            if self.stop.wait(self._interval):
+                return
+            client.sendall(bytes([byte]))  # one TLS record per byte
+            self.trickled += 1
 
 
 @pytest.fixture
