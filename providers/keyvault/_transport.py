@@ -377,7 +377,7 @@ def _load_bounded(response: requests.Response, exchange: _Exchange) -> None:
     try:
         body = read_bounded(response, limit, expired=lambda: time.monotonic() >= exchange.deadline)
     except TooLarge as too_large:
-        what = _TOO_LARGE_AT.get(too_large.stage, "holds").format(read=too_large.read)
+        what = _TOO_LARGE_AT[too_large.stage].format(read=too_large.read)
         raise refuse(ResponseTooLarge, f"the answer {what} more than the {limit} bytes allowed; refused") from None
     except Undecodable as bad:
         if bad.unsupported:
